@@ -1,0 +1,144 @@
+/**
+ * Node use cases: what the HTTP routes (and the CLI) call. Each command goes to the node's
+ * actor, which decides against its own state and appends; answers are built from the actor's
+ * state right after the append, so they never depend on read-model lag.
+ */
+import type { NodeEnrolledData } from '../../../machines/node/node.events.js';
+import type { DecideContext, DecideResult, NodeCommand, NodeDecideConfig } from '../../domain/node/commands.js';
+import { decideNode } from '../../domain/node/decide.js';
+import type { NodeState } from '../../domain/node/state.js';
+import { errors } from '../../domain/errors.js';
+import { canAct, canSee, SYSTEM, type Principal } from '../../domain/principal.js';
+import { sealSecrets } from '../../domain/secrets.js';
+import { applyTaskEvent, type TaskRecord } from '../../domain/tasks.js';
+import type { Clock, Ids } from '../../ports/clock.js';
+import type { SecretBox } from '../../ports/secrets.js';
+import type { ActorRuntime } from '../../runtime/actor-runtime.js';
+import type { NodesReadModel } from '../read-models/nodes.js';
+import type { NameClaims } from '../read-models/name-claims.js';
+
+export interface RequestMeta {
+  request_id: string | null;
+  idempotency_key: string | null;
+  correlation_id?: string | null;
+  causation_id?: string | null;
+}
+
+export interface CommandOutcome {
+  state: NodeState;
+  task: TaskRecord | null;
+  coalesced: boolean;
+  ignored: boolean;
+  position: string | null;
+}
+
+export interface NodeServiceDeps {
+  runtime: ActorRuntime<NodeState>;
+  nodes: NodesReadModel;
+  clock: Clock;
+  ids: Ids;
+  box: SecretBox;
+  config: NodeDecideConfig;
+  names: NameClaims;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export type EnrollInput = Omit<NodeEnrolledData, 'owner'> & { owner?: string };
+
+export function createNodeService(deps: NodeServiceDeps) {
+  const { runtime, nodes, clock, ids, box, config, names } = deps;
+
+  async function send(principal: Principal, id: string, command: NodeCommand, meta: RequestMeta): Promise<CommandOutcome> {
+    const ctx: DecideContext = {
+      now: clock.now(), newId: () => ids.next(), principal: principal.id, idempotency_key: meta.idempotency_key, config,
+    };
+    let before: NodeState | null = null;
+    const res = await runtime.execute<DecideResult>(id, (state) => {
+      before = state;
+      if (command.type !== 'Enroll' && principal !== SYSTEM && (!state.exists || state.deleted || !canSee(principal, state.owner))) {
+        throw errors.notFound('Node', id);
+      }
+      const d = decideNode(command, state, ctx);
+      return { events: d.events as { type: string; data: Record<string, unknown> }[], value: d.result, state: d.state };
+    }, {
+      principal: principal.id, request_id: meta.request_id, correlation_id: meta.correlation_id ?? meta.request_id,
+      causation_id: meta.causation_id ?? null,
+    });
+    const taskId = res.value.task_id;
+    let task: TaskRecord | null = null;
+    if (taskId) {
+      task = (before as NodeState | null)?.tasks[taskId] ?? null;
+      for (const e of res.appended) if (e.data['task_id'] === taskId) task = applyTaskEvent(task, e, { resource_type: 'node', resource_id: id, owner: res.state.owner });
+    }
+    return { state: res.state, task, coalesced: res.value.coalesced, ignored: res.value.ignored, position: res.position };
+  }
+
+  /**
+   * Resolves an id or a name to a node the principal may see. Ids go to the actor (authoritative,
+   * so a node is usable right after its 201); names go through the read model.
+   */
+  async function resolve(principal: Principal, idOrName: string): Promise<NodeState> {
+    if (UUID.test(idOrName)) {
+      const { state } = await runtime.load(idOrName);
+      if (state.exists && !state.deleted && canSee(principal, state.owner)) return state;
+    }
+    const named = nodes.getByName(idOrName).filter((n) => canSee(principal, n.owner));
+    const mine = named.find((n) => n.owner === principal.tenant) ?? named[0];
+    if (!mine) throw errors.notFound('Node', idOrName);
+    return mine;
+  }
+
+  function requireActor(principal: Principal): void {
+    if (!canAct(principal)) throw errors.forbidden('This token is read-only (role reader).');
+  }
+
+  return {
+    send,
+    resolve,
+    async enroll(principal: Principal, input: EnrollInput, meta: RequestMeta): Promise<CommandOutcome> {
+      requireActor(principal);
+      if (input.owner !== undefined && principal.role !== 'admin') throw errors.forbidden('Only an admin may set owner.');
+      const owner = input.owner ?? principal.tenant;
+      const id = ids.next();
+      if (input.name !== null && !names.claim(owner, input.name, id)) throw errors.nameConflict(input.name);
+      const data: NodeEnrolledData = { ...input, owner, driver_info: sealSecrets(input.driver_info, box) };
+      try {
+        return await send(principal, id, { type: 'Enroll', data }, meta);
+      } catch (err) {
+        if (input.name !== null) names.release(owner, input.name, id);
+        throw err;
+      }
+    },
+    async update(principal: Principal, idOrName: string, changes: Partial<Omit<NodeEnrolledData, 'owner' | 'driver'>>, ifMatch: number | null, meta: RequestMeta): Promise<CommandOutcome> {
+      requireActor(principal);
+      const node = await resolve(principal, idOrName);
+      const rename = changes.name !== undefined && changes.name !== null && changes.name !== node.name ? changes.name : null;
+      if (rename !== null && !names.claim(node.owner, rename, node.id)) throw errors.nameConflict(rename);
+      const sealed = changes.driver_info ? { ...changes, driver_info: sealSecrets(changes.driver_info, box) } : changes;
+      try {
+        const out = await send(principal, node.id, { type: 'Update', changes: sealed, if_match: ifMatch }, meta);
+        if (changes.name !== undefined && node.name !== null && changes.name !== node.name) names.release(node.owner, node.name, node.id);
+        return out;
+      } catch (err) {
+        if (rename !== null) names.release(node.owner, rename, node.id);
+        throw err;
+      }
+    },
+    async remove(principal: Principal, idOrName: string, meta: RequestMeta): Promise<CommandOutcome> {
+      requireActor(principal);
+      const node = await resolve(principal, idOrName);
+      const out = await send(principal, node.id, { type: 'Delete' }, meta);
+      if (node.name !== null) names.release(node.owner, node.name, node.id);
+      return out;
+    },
+    async command(principal: Principal, idOrName: string, command: NodeCommand, meta: RequestMeta): Promise<CommandOutcome> {
+      requireActor(principal);
+      return send(principal, (await resolve(principal, idOrName)).id, command, meta);
+    },
+    /** The actor's current state (authoritative), for a principal allowed to see it. */
+    current: resolve,
+  };
+}
+
+export type NodeService = ReturnType<typeof createNodeService>;

@@ -1,0 +1,125 @@
+/**
+ * Follows the log from a stored checkpoint and keeps the read models. Each batch of events and
+ * the new checkpoint commit in one SQLite transaction, so a crash never applies an event twice
+ * or skips one. With no checkpoint the read models are rebuilt from the start of the log.
+ * After each commit, listeners (work dispatcher, timers, long-poll, read-your-writes) are told.
+ */
+import type Database from 'better-sqlite3';
+import type { NodeState } from '../domain/node/state.js';
+import type { TaskRecord } from '../domain/tasks.js';
+import { comparePositions, type EventStore, type StoredEvent, type Subscription } from '../ports/event-store.js';
+import type { Logger } from '../ports/logger.js';
+import { clearReadModels } from './read-models/schema.js';
+import type { NodesReadModel } from './read-models/nodes.js';
+import type { TasksReadModel } from './read-models/tasks.js';
+
+export interface ProjectedBatch {
+  events: StoredEvent[];
+  nodes: Map<string, NodeState>;
+  tasks: Map<string, TaskRecord>;
+  position: string;
+}
+
+export type BatchListener = (batch: ProjectedBatch) => void;
+
+export function entityOf(stream: string): { type: string; id: string } {
+  const i = stream.indexOf('-');
+  return { type: stream.slice(0, i), id: stream.slice(i + 1) };
+}
+
+const CHECKPOINT = 'read-models';
+
+export function createProjector(deps: { store: EventStore; db: Database.Database; nodes: NodesReadModel; tasks: TasksReadModel; log: Logger }) {
+  const { store, db, nodes, tasks, log } = deps;
+  const listeners: BatchListener[] = [];
+  const waiters: { position: string; resolve: (ok: boolean) => void }[] = [];
+  const readCheckpoint = db.prepare('SELECT position FROM rm_checkpoints WHERE name = ?');
+  const writeCheckpoint = db.prepare('INSERT INTO rm_checkpoints (name, position) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position');
+  let position: string | null = (readCheckpoint.get(CHECKPOINT) as { position: string } | undefined)?.position ?? null;
+  let subscription: Subscription | null = null;
+  let eventsApplied = 0;
+
+  const applyBatch = db.transaction((events: StoredEvent[]): ProjectedBatch => {
+    const changedNodes = new Map<string, NodeState>();
+    const changedTasks = new Map<string, TaskRecord>();
+    for (const e of events) {
+      const entity = entityOf(e.stream);
+      if (entity.type === 'node') {
+        const state = nodes.apply(e, entity.id);
+        changedNodes.set(entity.id, state);
+        const t = tasks.apply(e, { resource_type: 'node', resource_id: entity.id, owner: state.owner });
+        if (t) changedTasks.set(t.id, t);
+      }
+    }
+    const last = events[events.length - 1]!.position;
+    writeCheckpoint.run(CHECKPOINT, last);
+    return { events, nodes: changedNodes, tasks: changedTasks, position: last };
+  });
+
+  function handle(events: StoredEvent[]): void {
+    if (events.length === 0) return;
+    const batch = applyBatch(events);
+    position = batch.position;
+    eventsApplied += events.length;
+    for (const l of listeners) {
+      try {
+        l(batch);
+      } catch (err) {
+        log.error({ err }, 'projection listener failed');
+      }
+    }
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (comparePositions(waiters[i]!.position, position) <= 0) {
+        waiters[i]!.resolve(true);
+        waiters.splice(i, 1);
+      }
+    }
+  }
+
+  return {
+    /** Starts following the log; resolves once the read models reached the head seen at start. */
+    async start(): Promise<void> {
+      if (position === null) {
+        clearReadModels(db);
+        nodes.clearCache();
+        tasks.resetSeq();
+      }
+      const head = await store.headPosition();
+      subscription = store.subscribeAll(position, handle);
+      if (head !== null) await this.waitFor(head, 24 * 3600_000);
+    },
+    position: (): string | null => position,
+    eventsApplied: (): number => eventsApplied,
+    isCaughtUp(pos: string): boolean {
+      return position !== null && comparePositions(pos, position) <= 0;
+    },
+    /** Resolves true once the read models reached `pos`, false after `timeoutMs`. */
+    waitFor(pos: string, timeoutMs: number): Promise<boolean> {
+      if (position !== null && comparePositions(pos, position) <= 0) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const w = { position: pos, resolve };
+        waiters.push(w);
+        const t = setTimeout(() => {
+          const i = waiters.indexOf(w);
+          if (i >= 0) waiters.splice(i, 1);
+          resolve(false);
+        }, timeoutMs);
+        t.unref?.();
+        const orig = w.resolve;
+        w.resolve = (ok) => {
+          clearTimeout(t);
+          orig(ok);
+        };
+      });
+    },
+    onBatch(l: BatchListener): void {
+      listeners.push(l);
+    },
+    async close(): Promise<void> {
+      await subscription?.close();
+      for (const w of waiters.splice(0)) w.resolve(false);
+    },
+  };
+}
+
+export type Projector = ReturnType<typeof createProjector>;

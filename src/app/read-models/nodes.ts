@@ -1,0 +1,98 @@
+/** The nodes read model: one row per node with the folded state and indexed filter columns. */
+import type Database from 'better-sqlite3';
+import { evolveNode, initialNodeState, type NodeState } from '../../domain/node/state.js';
+import type { StoredEvent } from '../../ports/event-store.js';
+
+export interface NodeFilters {
+  owner?: string;
+  provision_state?: string;
+  resource_class?: string;
+  maintenance?: boolean;
+  name?: string;
+  has_pending?: boolean;
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+const encodeCursor = (v: string): string => Buffer.from(v, 'utf8').toString('base64url');
+const decodeCursor = (c: string): string => Buffer.from(c, 'base64url').toString('utf8');
+export { encodeCursor, decodeCursor };
+
+export function createNodesReadModel(db: Database.Database) {
+  const getStmt = db.prepare('SELECT state FROM rm_nodes WHERE id = ?');
+  const byName = db.prepare('SELECT state FROM rm_nodes WHERE name = ? AND deleted = 0 ORDER BY owner');
+  const upsert = db.prepare(`INSERT INTO rm_nodes (id, name, owner, provision_state, resource_class, maintenance, has_pending, deleted, step_id, deadline_at, state, position)
+    VALUES (@id, @name, @owner, @provision_state, @resource_class, @maintenance, @has_pending, @deleted, @step_id, @deadline_at, @state, @position)
+    ON CONFLICT(id) DO UPDATE SET name=excluded.name, owner=excluded.owner, provision_state=excluded.provision_state,
+      resource_class=excluded.resource_class, maintenance=excluded.maintenance, has_pending=excluded.has_pending,
+      deleted=excluded.deleted, step_id=excluded.step_id, deadline_at=excluded.deadline_at, state=excluded.state, position=excluded.position`);
+  const withSteps = db.prepare('SELECT state FROM rm_nodes WHERE step_id IS NOT NULL AND deleted = 0');
+  const withDeadlines = db.prepare('SELECT state FROM rm_nodes WHERE deadline_at IS NOT NULL AND deleted = 0');
+  const allLive = db.prepare('SELECT state FROM rm_nodes WHERE deleted = 0 ORDER BY id');
+  const countPending = db.prepare('SELECT count(*) AS n FROM rm_nodes WHERE has_pending = 1');
+  const cache = new Map<string, NodeState>();
+  const CACHE_MAX = 20_000;
+
+  function get(id: string): NodeState | null {
+    const hit = cache.get(id);
+    if (hit) return hit;
+    const row = getStmt.get(id) as { state: string } | undefined;
+    return row ? (JSON.parse(row.state) as NodeState) : null;
+  }
+
+  /** Folds one event (inside the projector's transaction). Returns the new state. */
+  function apply(e: StoredEvent, entityId: string): NodeState {
+    const prev = get(entityId) ?? initialNodeState(entityId);
+    const next = evolveNode(prev, e);
+    upsert.run({
+      id: entityId, name: next.name, owner: next.owner, provision_state: next.provision_state,
+      resource_class: next.resource_class, maintenance: next.maintenance ? 1 : 0,
+      has_pending: next.op || next.queue.length > 0 ? 1 : 0, deleted: next.deleted ? 1 : 0,
+      step_id: next.op?.step_id ?? null, deadline_at: next.op?.deadline_at ?? null,
+      state: JSON.stringify(next), position: e.position,
+    });
+    cache.delete(entityId);
+    cache.set(entityId, next);
+    if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
+    return next;
+  }
+
+  function list(f: NodeFilters, limit: number, cursor: string | null): Page<NodeState> {
+    const where: string[] = ['deleted = 0'];
+    const args: unknown[] = [];
+    const add = (sql: string, v: unknown): void => {
+      where.push(sql);
+      args.push(v);
+    };
+    if (f.owner !== undefined) add('owner = ?', f.owner);
+    if (f.provision_state !== undefined) add('provision_state = ?', f.provision_state);
+    if (f.resource_class !== undefined) add('resource_class = ?', f.resource_class);
+    if (f.maintenance !== undefined) add('maintenance = ?', f.maintenance ? 1 : 0);
+    if (f.name !== undefined) add('name = ?', f.name);
+    if (f.has_pending !== undefined) add('has_pending = ?', f.has_pending ? 1 : 0);
+    if (cursor) add('id > ?', decodeCursor(cursor));
+    const rows = db.prepare(`SELECT state FROM rm_nodes WHERE ${where.join(' AND ')} ORDER BY id LIMIT ?`).all(...args, limit + 1) as { state: string }[];
+    const items = rows.slice(0, limit).map((r) => JSON.parse(r.state) as NodeState);
+    return { items, next_cursor: rows.length > limit ? encodeCursor(items[items.length - 1]!.id) : null };
+  }
+
+  const parse = (rows: unknown[]): NodeState[] => (rows as { state: string }[]).map((r) => JSON.parse(r.state) as NodeState);
+
+  return {
+    get,
+    /** Nodes named `name` (names are unique per owner). */
+    getByName: (name: string): NodeState[] => (byName.all(name) as { state: string }[]).map((r) => JSON.parse(r.state) as NodeState),
+    apply,
+    list,
+    withRunningSteps: (): NodeState[] => parse(withSteps.all()),
+    withDeadlines: (): NodeState[] => parse(withDeadlines.all()),
+    allLive: (): NodeState[] => parse(allLive.all()),
+    pendingCount: (): number => (countPending.get() as { n: number }).n,
+    clearCache: (): void => cache.clear(),
+  };
+}
+
+export type NodesReadModel = ReturnType<typeof createNodesReadModel>;

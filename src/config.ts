@@ -1,0 +1,47 @@
+/**
+ * The environment, parsed once at boot with zod and frozen. Nothing else reads process.env.
+ * An invalid value fails the start with every bad key named.
+ */
+import { z } from 'zod';
+
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+
+const ConfigSchema = z.object({
+  HOST: z.string().default('127.0.0.1'),
+  PORT: int(8080),
+  IRONCLAD_DATA_DIR: z.string().default('./data'),
+  NATS_URL: z.string().optional(),
+  KURRENTDB_URL: z.string().optional(),
+  IRONCLAD_TOKENS: z.string().optional(),
+  IRONCLAD_TOKEN_FILE: z.string().optional(),
+  IRONCLAD_WEBHOOK_SECRET: z.string().optional(),
+  IRONCLAD_WEBHOOK_SECRETS: z.string().optional(),
+  IRONCLAD_CALLBACK_ALLOW: z.string().optional(),
+  IRONCLAD_RATE_LIMIT: int(600, 1),
+  IRONCLAD_MAX_PENDING: int(10_000, 1),
+  IRONCLAD_QUEUE_DEPTH: int(16, 1),
+  IRONCLAD_CALLBACK_TIMEOUT_S: int(1800, 1),
+  IRONCLAD_STEP_TIMEOUT_S: int(3600, 1),
+  IRONCLAD_HOLD_TIMEOUT_S: int(86_400, 1),
+  IRONCLAD_POWER_SYNC_S: int(60, 0),
+  IRONCLAD_POWER_SYNC_FAILURES: int(3, 1),
+  IRONCLAD_SECRET_KEY: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters').optional(),
+  IRONCLAD_SQLITE_SYNC: z.enum(['normal', 'full']).default('normal'),
+  IRONCLAD_WORKERS: int(64, 1),
+  IRONCLAD_BODY_LIMIT: int(1_048_576, 1024),
+  IRONCLAD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Config = Readonly<z.infer<typeof ConfigSchema>>;
+
+export class ConfigError extends Error {}
+
+/** Parses the environment; throws ConfigError naming every bad key. */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const res = ConfigSchema.safeParse(env);
+  if (!res.success) {
+    const lines = res.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  return Object.freeze(res.data);
+}

@@ -1,0 +1,88 @@
+/**
+ * Builds the fastify server: zod type provider, OpenAPI + /docs, auth, request ids, problem
+ * answers for every error (404 routes and 405 methods included), and the routes.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Principal } from '../domain/principal.js';
+import { IroncladError } from '../domain/errors.js';
+import type { HttpDeps } from './context.js';
+import { problemOf, sendProblem, toProblem } from './problem.js';
+import { nodeRoutes } from './routes/nodes.js';
+import { taskRoutes } from './routes/tasks.js';
+import { systemRoutes } from './routes/system.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+}
+
+const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.json', '/metrics']);
+const isPublic = (url: string): boolean => PUBLIC.has(url.split('?')[0]!) || url.startsWith('/docs');
+
+export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBaseLogger } = {}): Promise<FastifyInstance> {
+  const base = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: deps.config.IRONCLAD_BODY_LIMIT,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => `req-${deps.ids.next()}`,
+    disableRequestLogging: true,
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  const app = base.withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  // Responses are built from typed views; serialise them as plain JSON (the zod response schemas document them).
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  app.decorateRequest('principal', null as unknown as Principal);
+
+  const routes: { method: string; re: RegExp }[] = [];
+  app.addHook('onRoute', (r) => {
+    const methods = Array.isArray(r.method) ? r.method : [r.method];
+    const re = new RegExp(`^${r.url.replace(/\/$/, '').replace(/:[^/]+/g, '[^/]+').replace(/\*/g, '.*')}/?$`);
+    for (const m of methods) routes.push({ method: m, re });
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('X-Request-Id', req.id);
+    reply.header('X-Content-Type-Options', 'nosniff');
+    reply.header('Cache-Control', 'no-store');
+    if (isPublic(req.url)) return;
+    req.principal = deps.tokens.authenticate(req.headers.authorization);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const p = toProblem(err, req);
+    if (err instanceof IroncladError && p.code === 'unauthorized') reply.header('WWW-Authenticate', 'Bearer');
+    return sendProblem(reply, p);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0]!;
+    const allowed = routes.filter((r) => r.re.test(path)).map((r) => r.method);
+    if (allowed.length > 0) {
+      reply.header('Allow', [...new Set(allowed)].join(', '));
+      return sendProblem(reply, problemOf('method_not_allowed', `${req.method} is not allowed on ${path}; allowed: ${[...new Set(allowed)].join(', ')}.`, {}, req.url));
+    }
+    return sendProblem(reply, problemOf('not_found', `No route ${req.method} ${path}.`, {}, req.url));
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Ironclad', version: '0.1.0', description: 'Asynchronous control plane for bare-metal fleets. Errors are RFC 9457 problems with a stable `code`.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(async (scope) => {
+    await systemRoutes(scope, deps);
+    await nodeRoutes(scope, deps);
+    await taskRoutes(scope, deps);
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return base as unknown as FastifyInstance;
+}

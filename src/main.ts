@@ -1,0 +1,181 @@
+/**
+ * The composition root: the only file that picks concrete adapters and wires the planes.
+ * `createIronclad` is used by `ironclad serve`, by the API tests (with in-memory parts and a
+ * fake clock) and by the benchmark.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import type { Config } from './config.js';
+import { createSecretBox, loadSecretKey } from './adapters/crypto/secret-box.js';
+import { createFakeDriver } from './adapters/drivers/fake.js';
+import { createKurrentEventStore } from './adapters/kurrentdb/event-store.js';
+import { openSqlite } from './adapters/sqlite/open.js';
+import { createSqliteEventStore } from './adapters/sqlite/event-store.js';
+import { createSqliteSnapshotStore } from './adapters/sqlite/snapshot-store.js';
+import { createSystemClock, createUuidIds } from './adapters/system/clock.js';
+import { createNodeService } from './app/nodes/node-service.js';
+import { createProjector } from './app/projector.js';
+import { createNameClaims } from './app/read-models/name-claims.js';
+import { createNodesReadModel } from './app/read-models/nodes.js';
+import { createReadModelSchema } from './app/read-models/schema.js';
+import { createTasksReadModel } from './app/read-models/tasks.js';
+import { createTaskWaiters } from './app/task-waiters.js';
+import { createConductor } from './app/work/conductor.js';
+import { createDeadlineScheduler } from './app/work/deadlines.js';
+import { createPowerSync } from './app/work/power-sync.js';
+import { evolveNode, initialNodeState, type NodeState } from './domain/node/state.js';
+import { SYSTEM } from './domain/principal.js';
+import { openSecrets } from './domain/secrets.js';
+import { createTokenTable, isLoopback } from './http/auth.js';
+import { buildServer } from './http/server.js';
+import type { Clock, Ids } from './ports/clock.js';
+import type { Driver } from './ports/driver.js';
+import type { EventStore } from './ports/event-store.js';
+import type { Logger } from './ports/logger.js';
+import type { SnapshotStore } from './ports/snapshot-store.js';
+import { createActorRuntime } from './runtime/actor-runtime.js';
+
+export interface IroncladOptions {
+  config: Config;
+  /** Overrides for tests and benchmarks; by default everything comes from the config. */
+  store?: EventStore;
+  snapshots?: SnapshotStore;
+  db?: Database.Database;
+  clock?: Clock;
+  ids?: Ids;
+  logger?: Logger & FastifyBaseLogger;
+  drivers?: Record<string, Driver>;
+}
+
+export interface Ironclad {
+  app: FastifyInstance;
+  config: Config;
+  store: EventStore;
+  /** Starts the planes (projections caught up, work re-dispatched, deadlines re-armed). Does not listen. */
+  start(): Promise<void>;
+  listen(): Promise<string>;
+  close(): Promise<void>;
+  internals: Record<string, unknown>;
+}
+
+export class StartupError extends Error {}
+
+export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
+  const { config } = opts;
+  const tokens = createTokenTable(config.IRONCLAD_TOKENS, config.IRONCLAD_TOKEN_FILE);
+  if (tokens.open && !isLoopback(config.HOST)) {
+    throw new StartupError(`Refusing to start: no tokens are configured (IRONCLAD_TOKENS / IRONCLAD_TOKEN_FILE) and HOST=${config.HOST} is not a loopback address. Configure tokens, or bind 127.0.0.1.`);
+  }
+  const logger = opts.logger ?? pino({
+    level: config.IRONCLAD_LOG_LEVEL,
+    redact: { paths: ['req.headers.authorization', '*.driver_info', '*.ipmi_password', '*.password', '*.token', '*.secret'], censor: '******' },
+  });
+  if (tokens.open) logger.warn({ host: config.HOST }, 'no tokens configured: running OPEN (single tenant "default", admin) on a loopback address only');
+
+  const clock = opts.clock ?? createSystemClock();
+  const ids = opts.ids ?? createUuidIds();
+  let db = opts.db;
+  if (!db) {
+    mkdirSync(config.IRONCLAD_DATA_DIR, { recursive: true });
+    db = openSqlite(join(config.IRONCLAD_DATA_DIR, 'ironclad.db'), { synchronous: config.IRONCLAD_SQLITE_SYNC });
+  }
+  const store = opts.store ?? (config.KURRENTDB_URL ? createKurrentEventStore(config.KURRENTDB_URL) : createSqliteEventStore(db));
+  const snapshots = opts.snapshots ?? createSqliteSnapshotStore(db);
+  const keyFile = join(config.IRONCLAD_DATA_DIR, 'secret.key');
+  if (!config.IRONCLAD_SECRET_KEY) mkdirSync(config.IRONCLAD_DATA_DIR, { recursive: true });
+  const box = createSecretBox(loadSecretKey(config.IRONCLAD_SECRET_KEY, keyFile));
+
+  createReadModelSchema(db);
+  const nodesRM = createNodesReadModel(db);
+  const tasksRM = createTasksReadModel(db);
+  const names = createNameClaims(db);
+  const runtime = createActorRuntime<NodeState>({
+    store, snapshots, clock, ids,
+    model: { entityType: 'node', initial: initialNodeState, evolve: evolveNode, snapshotVersion: 1 },
+  });
+  const decideConfig = {
+    queueDepth: config.IRONCLAD_QUEUE_DEPTH, stepTimeoutS: config.IRONCLAD_STEP_TIMEOUT_S, callbackTimeoutS: config.IRONCLAD_CALLBACK_TIMEOUT_S,
+    holdTimeoutS: config.IRONCLAD_HOLD_TIMEOUT_S, powerSyncFailures: config.IRONCLAD_POWER_SYNC_FAILURES,
+  };
+  const nodes = createNodeService({ runtime, nodes: nodesRM, clock, ids, box, config: decideConfig, names });
+  const projector = createProjector({ store, db, nodes: nodesRM, tasks: tasksRM, log: logger });
+  const waiters = createTaskWaiters();
+
+  const fake = createFakeDriver(clock);
+  const drivers: Record<string, Driver> = opts.drivers ?? { fake, ipmi: fake };
+  const internal = { request_id: null, idempotency_key: null };
+  const system = (nodeId: string, command: Parameters<typeof nodes.send>[2], causation: string): Promise<unknown> =>
+    nodes.send(SYSTEM, nodeId, command, { ...internal, causation_id: causation }).catch((err) => logger.error({ err, node_id: nodeId }, 'internal command failed'));
+  const conductor = createConductor({
+    drivers, concurrency: config.IRONCLAD_WORKERS, log: logger,
+    driverNode: (s) => ({ id: s.id, driver_info: openSecrets(s.driver_info, box) }),
+    reportStep: async (o, outcome) => void (await system(o.node_id, { type: 'ReportStepOutcome', op_id: o.op_id, step_id: o.step_id, outcome }, o.step_id)),
+    reportPower: async (o, result) => void (await system(o.node_id, { type: 'ReportPowerOutcome', op_id: o.op_id, step_id: o.step_id, result }, o.step_id)),
+  });
+  const deadlines = createDeadlineScheduler({
+    clock, expire: (nodeId, opId, deadlineAt) => void system(nodeId, { type: 'ExpireDeadline', op_id: opId, deadline_at: deadlineAt }, opId),
+  });
+  const powerSync = createPowerSync({
+    clock, periodS: config.IRONCLAD_POWER_SYNC_S, concurrency: 8, drivers, log: logger,
+    nodes: () => nodesRM.allLive(),
+    driverNode: (s) => ({ id: s.id, driver_info: openSecrets(s.driver_info, box) }),
+    observe: (nodeId, result) => system(nodeId, { type: 'ObservePower', result }, 'power-sync'),
+  });
+
+  let live = false;
+  projector.onBatch((batch) => {
+    waiters.notify(batch.tasks.values());
+    if (!live) return; // during the start-up catch-up the scan below dispatches from the final state
+    for (const s of batch.nodes.values()) {
+      conductor.reconcile(s);
+      deadlines.reconcile(s);
+    }
+  });
+
+  const app = await buildServer({
+    config, nodes, nodesRM, tasksRM, projector, store, waiters, tokens, ids, logger,
+    async ready() {
+      const checks: Record<string, string> = {};
+      try {
+        await store.headPosition();
+        checks['store'] = 'ok';
+      } catch (err) {
+        checks['store'] = `unreachable: ${(err as Error).message}`;
+      }
+      checks['bus'] = 'in-process';
+      checks['projections'] = live ? `at ${projector.position() ?? 'start'}` : 'catching up';
+      return { ok: live && checks['store'] === 'ok', checks };
+    },
+  }, { logger });
+
+  let closed = false;
+  return {
+    app, config, store,
+    async start() {
+      await projector.start();
+      for (const s of nodesRM.withRunningSteps()) conductor.reconcile(s);
+      for (const s of nodesRM.withDeadlines()) deadlines.reconcile(s);
+      live = true;
+      powerSync.start();
+    },
+    async listen() {
+      return app.listen({ host: config.HOST, port: config.PORT });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      powerSync.stop();
+      await app.close();
+      conductor.stop();
+      deadlines.stop();
+      runtime.close();
+      await projector.close();
+      await store.close();
+      if (!opts.db) db!.close();
+    },
+    internals: { nodes, runtime, conductor, deadlines, projector, nodesRM, tasksRM, fake, powerSync, evolveNode },
+  };
+}
