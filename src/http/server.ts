@@ -29,7 +29,6 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
     bodyLimit: deps.config.IRONCLAD_BODY_LIMIT,
     requestIdHeader: 'x-request-id',
     genReqId: () => `req-${deps.ids.next()}`,
-    disableRequestLogging: true,
     routerOptions: { ignoreTrailingSlash: true },
   });
   const app = base.withTypeProvider<ZodTypeProvider>();
