@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import type { Config } from './config.js';
 import { createSecretBox, loadSecretKey } from './adapters/crypto/secret-box.js';
 import { createFakeDriver } from './adapters/drivers/fake.js';
+import { createIpmiDriver } from './adapters/drivers/ipmi.js';
 import { createKurrentEventStore } from './adapters/kurrentdb/event-store.js';
 import { openSqlite } from './adapters/sqlite/open.js';
 import { createSqliteEventStore } from './adapters/sqlite/event-store.js';
@@ -105,7 +106,11 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   const waiters = createTaskWaiters();
 
   const fake = createFakeDriver(clock);
-  const drivers: Record<string, Driver> = opts.drivers ?? { fake, ipmi: fake };
+  // The ipmi driver does real power control; its other steps behave like the fake driver's defaults (no deploy agent here).
+  const drivers: Record<string, Driver> = opts.drivers ?? {
+    fake,
+    ipmi: createIpmiDriver({ steps: fake, log: (msg, fields) => logger.info({ ...fields }, msg) }),
+  };
   const internal = { request_id: null, idempotency_key: null };
   const system = (nodeId: string, command: Parameters<typeof nodes.send>[2], causation: string): Promise<unknown> =>
     nodes.send(SYSTEM, nodeId, command, { ...internal, causation_id: causation }).catch((err) => logger.error({ err, node_id: nodeId }, 'internal command failed'));

@@ -99,6 +99,7 @@ export function createKurrentEventStore(connectionString: string, options: Kurre
   const client = KurrentDBClient.connectionString(connectionString);
   const policy = retryPolicy(options);
   const closers = new Set<() => Promise<void>>();
+  let closing: Promise<void> | null = null;
 
   const readStreamRaw = async (stream: string, read: Parameters<typeof client.readStream>[1]): Promise<StoredEvent[]> => {
     const events: StoredEvent[] = [];
@@ -219,9 +220,13 @@ export function createKurrentEventStore(connectionString: string, options: Kurre
     readAll,
     headPosition,
     subscribeAll,
-    async close() {
-      await Promise.all([...closers].map((close) => close()));
-      await client.dispose();
+    close() {
+      // Idempotent: the client must be disposed once, whoever calls close first.
+      closing ??= (async () => {
+        await Promise.all([...closers].map((close) => close()));
+        await client.dispose();
+      })();
+      return closing;
     },
   };
 }
