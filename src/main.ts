@@ -24,6 +24,8 @@ import { createNodesReadModel } from './app/read-models/nodes.js';
 import { createReadModelSchema } from './app/read-models/schema.js';
 import { createTasksReadModel } from './app/read-models/tasks.js';
 import { createTaskWaiters } from './app/task-waiters.js';
+import { createIdempotencyStore } from './app/idempotency-store.js';
+import { createBacklog } from './app/backlog.js';
 import { createConductor } from './app/work/conductor.js';
 import { createDeadlineScheduler } from './app/work/deadlines.js';
 import { createPowerSync } from './app/work/power-sync.js';
@@ -140,8 +142,12 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     }
   });
 
+  const idempotency = createIdempotencyStore(db, {
+    retentionMs: config.IRONCLAD_IDEMPOTENCY_RETENTION_S * 1000, abandonAfterMs: 120_000, now: () => clock.now(),
+  });
+  const backlog = createBacklog({ clock, limit: config.IRONCLAD_MAX_PENDING, pending: tasksRM.pendingCount, finished: tasksRM.finishedCount });
   const app = await buildServer({
-    config, nodes, nodesRM, tasksRM, projector, store, waiters, tokens, ids, logger,
+    config, nodes, nodesRM, tasksRM, projector, store, waiters, tokens, ids, logger, idempotency, backlog,
     async ready() {
       const checks: Record<string, string> = {};
       try {
@@ -157,6 +163,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   }, { logger });
 
   let closed = false;
+  let cancelPurge: (() => void) | null = null;
   return {
     app, config, store,
     async start() {
@@ -165,6 +172,11 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
       for (const s of nodesRM.withDeadlines()) deadlines.reconcile(s);
       live = true;
       powerSync.start();
+      const purge = (): void => {
+        idempotency.purgeExpired();
+        cancelPurge = clock.setTimeout(purge, 3600_000);
+      };
+      purge();
     },
     async listen() {
       return app.listen({ host: config.HOST, port: config.PORT });
@@ -173,6 +185,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
       if (closed) return;
       closed = true;
       powerSync.stop();
+      cancelPurge?.();
       await app.close();
       conductor.stop();
       deadlines.stop();
@@ -181,6 +194,6 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
       await store.close();
       if (!opts.db) db!.close();
     },
-    internals: { nodes, runtime, conductor, deadlines, projector, nodesRM, tasksRM, fake, powerSync, evolveNode },
+    internals: { idempotency, backlog, nodes, runtime, conductor, deadlines, projector, nodesRM, tasksRM, fake, powerSync, evolveNode },
   };
 }

@@ -9,6 +9,8 @@ import type { EventStore } from '../ports/event-store.js';
 import type { Ids } from '../ports/clock.js';
 import type { Logger } from '../ports/logger.js';
 import type { TokenTable } from './auth.js';
+import type { IdempotencyStore } from '../app/idempotency-store.js';
+import type { Backlog } from '../app/backlog.js';
 
 export interface HttpDeps {
   config: Config;
@@ -21,6 +23,8 @@ export interface HttpDeps {
   tokens: TokenTable;
   ids: Ids;
   logger: Logger;
+  idempotency: IdempotencyStore;
+  backlog: Backlog;
   /** Extra readiness checks (store and bus reachable). */
   ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
 }

@@ -2,6 +2,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RequestMeta } from '../app/nodes/node-service.js';
 import { isTerminal, taskView, type TaskRecord } from '../domain/tasks.js';
+import { IroncladError } from '../domain/errors.js';
 import type { HttpDeps } from './context.js';
 
 export function meta(req: FastifyRequest): RequestMeta {
@@ -41,4 +42,13 @@ export async function sendTask(deps: HttpDeps, req: FastifyRequest, reply: Fasti
   if (!isTerminal(t.state)) reply.header('Retry-After', '1');
   const body = { ...taskView(t), ...(extra.coalesced ? { coalesced: true } : {}) };
   return reply.code(wait !== null && isTerminal(t.state) ? 200 : 202).send(body);
+}
+
+/** Refuses a new command while the global backlog is over IRONCLAD_MAX_PENDING (503 + Retry-After). */
+export function checkBacklog(deps: HttpDeps): void {
+  const wait = deps.backlog.retryAfter();
+  if (wait === null) return;
+  throw new IroncladError('overloaded', `${deps.backlog.pending()} tasks are pending (limit ${deps.config.IRONCLAD_MAX_PENDING}); retry in about ${wait} s.`, {
+    retry_after_s: wait, pending_tasks: deps.backlog.pending(), drain_rate_per_s: Math.round(deps.backlog.drainRate() * 10) / 10,
+  });
 }

@@ -45,11 +45,13 @@ export function problemOf(code: ErrorCode, detail: string, extensions: Record<st
 function fieldErrors(err: FastifyError): FieldError[] {
   const where = err.validationContext ?? 'body';
   return (err.validation ?? []).map((v) => {
-    const p = (v as { instancePath?: string; params?: { issue?: { path?: PropertyKey[]; keys?: string[]; code?: string } } });
+    // fastify-type-provider-zod puts the zod issue's code in `keyword` and its other fields in `params`.
+    const p = (v as { keyword?: string; instancePath?: string; params?: { keys?: unknown; issue?: { path?: PropertyKey[]; keys?: string[]; code?: string } } });
     const issue = p.params?.issue;
     const base = issue?.path ? issue.path.map(String) : (p.instancePath ?? '').split('/').filter(Boolean);
-    if (issue?.code === 'unrecognized_keys' && issue.keys) {
-      return issue.keys.map((k) => ({ path: [where, ...base, k].join('.'), message: 'unknown field' }));
+    const unknownKeys = issue?.code === 'unrecognized_keys' ? issue.keys : p.keyword === 'unrecognized_keys' ? p.params?.keys : undefined;
+    if (Array.isArray(unknownKeys) && unknownKeys.length > 0) {
+      return unknownKeys.map((k) => ({ path: [where, ...base, String(k)].join('.'), message: 'unknown field' }));
     }
     return [{ path: [where, ...base].join('.'), message: v.message ?? 'invalid' }];
   }).flat();
@@ -78,7 +80,7 @@ export function toProblem(err: unknown, req: FastifyRequest): ProblemBody {
       break;
   }
   if (fe instanceof SyntaxError) return problemOf('malformed_body', `The body is not valid JSON: ${fe.message}`, {}, instance);
-  if (fe.statusCode === 429) return problemOf('rate_limited', fe.message, {}, instance);
+  if (fe.statusCode === 429) return problemOf('rate_limited', fe.message, { retry_after_s: (fe as { retryAfterS?: number }).retryAfterS ?? 60 }, instance);
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return problemOf('malformed_body', fe.message, {}, instance);
   }

@@ -5,6 +5,9 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
+import { registerIdempotency } from './idempotency.js';
 import { jsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Principal } from '../domain/principal.js';
 import { IroncladError } from '../domain/errors.js';
@@ -54,6 +57,7 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
 
   app.setErrorHandler((err, req, reply) => {
     const p = toProblem(err, req);
+    if (typeof p['retry_after_s'] === 'number') reply.header('Retry-After', String(p['retry_after_s']));
     if (err instanceof IroncladError && p.code === 'unauthorized') reply.header('WWW-Authenticate', 'Bearer');
     return sendProblem(reply, p);
   });
@@ -67,6 +71,17 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
     return sendProblem(reply, problemOf('not_found', `No route ${req.method} ${path}.`, {}, req.url));
   });
 
+  // Security headers that make sense for a JSON API (CSP is left to the /docs page's needs).
+  await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
+  await app.register(rateLimit, {
+    max: deps.config.IRONCLAD_RATE_LIMIT,
+    timeWindow: 60_000,
+    hook: 'preHandler',
+    keyGenerator: (req) => req.principal?.id ?? req.ip,
+    allowList: (req) => isPublic(req.url),
+    errorResponseBuilder: (_req, ctx) => Object.assign(new Error(`More than ${ctx.max} requests per minute for this token; retry in ${Math.ceil(ctx.ttl / 1000)} s.`), { statusCode: 429, retryAfterS: Math.max(1, Math.ceil(ctx.ttl / 1000)) }),
+  });
+  registerIdempotency(base, deps.idempotency);
   await app.register(swagger, {
     openapi: {
       info: { title: 'Ironclad', version: '0.1.0', description: 'Asynchronous control plane for bare-metal fleets. Errors are RFC 9457 problems with a stable `code`.' },

@@ -108,7 +108,10 @@ export function subscribeAllContract(ctx: ContractContext): void {
       const written = [...(await store().append(s, [newEvent()], 'no_stream')).events];
       await waitFor(() => blocked, { timeoutMs: ctx.options.timeoutMs, what: 'the handler blocked on the first event' });
       const callsWhileBlocked = calls;
+      // A second subscriber sees the next appends: by then the blocked one had every chance to misbehave.
+      const witness = track(collect(store(), ctx, ctx.base()));
       for (let r = 0; r < 4; r++) written.push(...(await store().append(s, [newEvent()], r)).events);
+      await waitCount(witness, 5, 'witness while the first handler is blocked');
       expect(calls).toBe(callsWhileBlocked);
       release();
       await waitCount(c, written.length, 'after release');

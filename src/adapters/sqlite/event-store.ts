@@ -125,16 +125,19 @@ export function createSqliteEventStore(db: Database.Database, options: SqliteEve
       return events.map((e) => {
         revision++;
         const { lastInsertRowid } = sql.insert.run(e.id, stream, revision, e.type, JSON.stringify(e.data), JSON.stringify(e.metadata), time);
-        return { ...e, stream, revision, position: String(lastInsertRowid), time };
+        return { id: e.id, stream, revision, type: e.type, data: e.data, metadata: e.metadata, position: String(lastInsertRowid), time };
       });
     })
     .immediate;
 
-  /** The batch failed; decide between an idempotent retry, a clear Error and a ConcurrencyError. */
+  /** The batch was rolled back: an idempotent retry, a clear Error, or a ConcurrencyError. */
   const explainFailure = (stream: string, events: NewEvent[], expected: ExpectedRevision, error: unknown): AppendResult => {
+    const mismatch = error instanceof ExpectedMismatch;
+    // Anything else (SQLITE_BUSY, disk full...) is not ours to reinterpret.
+    if (!mismatch && !isUniqueViolation(error, 'events.')) throw error;
     const retried = resolveDuplicates(stream, events.map((e) => sql.byId.get(e.id)).map((r) => (r ? toEvent(r) : undefined)));
     if (retried) return retried;
-    if (error instanceof ExpectedMismatch) throw new ConcurrencyError(stream, expected, error.current);
+    if (mismatch) throw new ConcurrencyError(stream, expected, error.current);
     // Only another connection writing the same revision in between could do this; report it as the conflict it is.
     if (isUniqueViolation(error, 'events.stream, events.revision')) {
       throw new ConcurrencyError(stream, expected, sql.lastRevision.get(stream) ?? null);

@@ -21,6 +21,9 @@ export function createTasksReadModel(db: Database.Database) {
   const maxSeq = db.prepare('SELECT coalesce(max(seq), 0) AS m FROM rm_tasks');
   const countActive = db.prepare("SELECT count(*) AS n FROM rm_tasks WHERE state IN ('queued','running')");
   let seq = (maxSeq.get() as { m: number }).m;
+  let pending = (countActive.get() as { n: number }).n;
+  let finished = 0;
+  const isPending = (t: TaskRecord | null): boolean => t !== null && (t.state === 'queued' || t.state === 'running');
 
   function get(id: string): TaskRecord | null {
     const row = getStmt.get(id) as { task: string } | undefined;
@@ -34,6 +37,9 @@ export function createTasksReadModel(db: Database.Database) {
     const before = e.type === 'TaskCreated' ? null : get(id);
     const after = applyTaskEvent(before, e, entity);
     if (!after || after === before) return after;
+    const delta = Number(isPending(after)) - Number(isPending(before));
+    pending += delta;
+    if (delta < 0) finished++;
     insert.run({
       id, seq: before ? 0 : ++seq, owner: after.owner, resource_type: after.resource_type, resource_id: after.resource_id,
       state: after.state, action: after.action, created_at: after.created_at, task: JSON.stringify(after),
@@ -67,9 +73,13 @@ export function createTasksReadModel(db: Database.Database) {
     get,
     apply,
     list,
-    activeCount: (): number => (countActive.get() as { n: number }).n,
+    /** Queued + running tasks, kept up to date by apply (no query). */
+    pendingCount: (): number => pending,
+    /** Tasks that became terminal since this process started. */
+    finishedCount: (): number => finished,
     resetSeq: (): void => {
       seq = (maxSeq.get() as { m: number }).m;
+      pending = (countActive.get() as { n: number }).n;
     },
   };
 }

@@ -11,7 +11,7 @@ import {
   cancelTask, expireDeadline, heartbeat, requestProvision, setMaintenance, stepOutcome, unsetMaintenance,
 } from './provision.js';
 import { observePower, powerOutcome, requestPower } from './power.js';
-import { busyOperationTask } from './rules.js';
+import { allowedActionsNow, busyOperationTask } from './rules.js';
 
 export interface Decision {
   events: NodeEvent[];
@@ -86,10 +86,10 @@ const DELETABLE = ['enroll', 'manageable', 'available', 'adopt failed'];
 function remove(w: Working): void {
   const s = w.state;
   if (s.allocation) {
-    throw errors.invalidState(`Node ${s.id} is claimed by stack ${s.allocation.stack_id} (${s.allocation.resource_name}); delete the stack resource first.`, s.provision_state, []);
+    throw errors.invalidState(`Node ${s.id} is claimed by stack ${s.allocation.stack_id} (${s.allocation.resource_name}); delete the stack resource first.`, s.provision_state, allowedActionsNow(s));
   }
   if (!s.maintenance && !DELETABLE.includes(s.provision_state)) {
-    throw errors.invalidState(`A node can be deleted only in ${DELETABLE.join(', ')} or while in maintenance; it is in "${s.provision_state}".`, s.provision_state, []);
+    throw errors.invalidState(`A node can be deleted only in ${DELETABLE.join(', ')} or while in maintenance; it is in "${s.provision_state}".`, s.provision_state, allowedActionsNow(s));
   }
   if (!s.maintenance && s.op) {
     throw errors.nodeBusy(`Node ${s.id} has task ${s.op.task_id} running.`, s.tasks[s.op.task_id] ?? null, s.provision_state);

@@ -14,10 +14,10 @@ export function requestPower(w: Working, c: Cmd<'RequestPower'>): void {
   const params: Record<string, unknown> = c.timeout_s === null ? {} : { timeout_s: c.timeout_s };
   if (coalesce(w, 'power', c.target, params)) return;
   const s = w.state;
-  const refusal = checkPower(s.op ? headingState(s) : s.provision_state) ?? checkPower(s.provision_state);
-  if (refusal && !(s.op && headingState(s) !== s.provision_state && !checkPower(headingState(s)))) {
-    throw errors.invalidState(refusal.message, s.provision_state, allowedActionsNow(s));
-  }
+  // Refused where the node is now (node-lifecycle.md: power in cleaning / clean wait → invalid_state),
+  // unless the caller queues behind the operation: then the state it is heading for decides.
+  const refusal = s.op && c.on_busy === 'queue' ? checkPower(headingState(s)) : checkPower(s.provision_state);
+  if (refusal) throw errors.invalidState(refusal.message, s.provision_state, allowedActionsNow(s));
   if (s.op) {
     queueOrReject(w, c, 'power', c.target, params);
     return;
