@@ -26,6 +26,9 @@ import { createTasksReadModel } from './app/read-models/tasks.js';
 import { createTaskWaiters } from './app/task-waiters.js';
 import { createIdempotencyStore } from './app/idempotency-store.js';
 import { createBacklog } from './app/backlog.js';
+import { createCallbackAllowList } from './app/callbacks/allow-list.js';
+import { createCallbackDispatcher } from './app/callbacks/dispatcher.js';
+import { webhookSecrets } from './app/callbacks/signature.js';
 import { createConductor } from './app/work/conductor.js';
 import { createDeadlineScheduler } from './app/work/deadlines.js';
 import { createPowerSync } from './app/work/power-sync.js';
@@ -132,9 +135,22 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     observe: (nodeId, result) => system(nodeId, { type: 'ObservePower', result }, 'power-sync'),
   });
 
+  const callbackAllow = createCallbackAllowList(config.IRONCLAD_CALLBACK_ALLOW, { allowLoopback: tokens.open });
+  const webhookKeyFile = join(config.IRONCLAD_DATA_DIR, 'webhook.key');
+  const defaultWebhookSecret = config.IRONCLAD_WEBHOOK_SECRET ?? loadSecretKey(undefined, webhookKeyFile).toString('hex');
+  if (!config.IRONCLAD_WEBHOOK_SECRET && !config.IRONCLAD_WEBHOOK_SECRETS) {
+    logger.warn({ file: webhookKeyFile }, 'no IRONCLAD_WEBHOOK_SECRET(S): callbacks are signed with a generated secret kept in the data directory');
+  }
+  const callbacks = createCallbackDispatcher({
+    clock, log: logger, allow: callbackAllow, secretFor: webhookSecrets(config.IRONCLAD_WEBHOOK_SECRETS, defaultWebhookSecret),
+    maxAttempts: config.IRONCLAD_CALLBACK_MAX_ATTEMPTS, backoffMs: config.IRONCLAD_CALLBACK_BACKOFF_MS, timeoutMs: config.IRONCLAD_CALLBACK_HTTP_TIMEOUT_MS,
+    record: async (task, a) => void (await system(task.resource_id, { type: 'RecordCallbackAttempt', ...a }, task.id)),
+  });
+
   let live = false;
   projector.onBatch((batch) => {
     waiters.notify(batch.tasks.values());
+    if (live) for (const t of batch.tasks.values()) callbacks.reconcile(t);
     if (!live) return; // during the start-up catch-up the scan below dispatches from the final state
     for (const s of batch.nodes.values()) {
       conductor.reconcile(s);
@@ -147,7 +163,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   });
   const backlog = createBacklog({ clock, limit: config.IRONCLAD_MAX_PENDING, pending: tasksRM.pendingCount, finished: tasksRM.finishedCount });
   const app = await buildServer({
-    config, nodes, nodesRM, tasksRM, projector, store, waiters, tokens, ids, logger, idempotency, backlog,
+    config, nodes, nodesRM, tasksRM, projector, store, waiters, tokens, ids, logger, idempotency, backlog, callbackAllow,
     async ready() {
       const checks: Record<string, string> = {};
       try {
@@ -170,6 +186,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
       await projector.start();
       for (const s of nodesRM.withRunningSteps()) conductor.reconcile(s);
       for (const s of nodesRM.withDeadlines()) deadlines.reconcile(s);
+      for (const t of tasksRM.withPendingCallbacks()) callbacks.reconcile(t);
       live = true;
       powerSync.start();
       const purge = (): void => {
@@ -189,11 +206,12 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
       await app.close();
       conductor.stop();
       deadlines.stop();
+      callbacks.stop();
       runtime.close();
       await projector.close();
       await store.close();
       if (!opts.db) db!.close();
     },
-    internals: { idempotency, backlog, nodes, runtime, conductor, deadlines, projector, nodesRM, tasksRM, fake, powerSync, evolveNode },
+    internals: { callbacks, idempotency, backlog, nodes, runtime, conductor, deadlines, projector, nodesRM, tasksRM, fake, powerSync, evolveNode },
   };
 }

@@ -68,6 +68,16 @@ export interface NodeEventMap {
   MaintenanceUnset: { fault_cleared: string | null };
   NodeClaimed: { stack_id: string; resource_name: string; claim_id: string };
   NodeReleased: { stack_id: string; resource_name: string; claim_id: string };
+  /** One delivery attempt of a terminal task's callback (webhook). */
+  CallbackAttempted: {
+    task_id: string;
+    attempt: number;
+    outcome: 'delivered' | 'failed';
+    final: boolean;
+    status_code: number | null;
+    error: string | null;
+    next_attempt_at: string | null;
+  };
 }
 
 export type NodeEventType = keyof NodeEventMap;
@@ -76,7 +86,7 @@ export const NODE_EVENT_TYPES = [
   'ProvisionActionStarted', 'StepStarted', 'OperationWaiting', 'OperationHeld', 'OperationResumed',
   'OperationSucceeded', 'OperationFailed', 'PowerActionStarted', 'PowerActionSucceeded', 'PowerActionFailed',
   'PowerStateObserved', 'PowerSyncFailed', 'PowerSyncRecovered', 'MaintenanceSet', 'MaintenanceUnset',
-  'NodeClaimed', 'NodeReleased',
+  'NodeClaimed', 'NodeReleased', 'CallbackAttempted',
 ] as const satisfies readonly NodeEventType[];
 
 export type NodeEvent = { [K in NodeEventType]: { type: K; data: NodeEventMap[K] } }[NodeEventType];

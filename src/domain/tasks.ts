@@ -3,11 +3,15 @@
  * model and the 202 answers, so every view of a task is computed the same way.
  */
 import type { TaskError, TaskKind, TaskState } from '../../machines/node/node.events.js';
+import { redactDeep } from './secrets.js';
 
 export interface CallbackStatus {
   url: string;
   state: 'pending' | 'delivered' | 'failed';
   attempts: number;
+  /** When the next attempt is due (null before the first and after the last). */
+  next_attempt_at: string | null;
+  last_error: string | null;
 }
 
 export interface TaskRecord {
@@ -72,7 +76,7 @@ export function applyTaskEvent(
         state: d.queued ? 'queued' : 'running',
         coalesced_count: 0,
         error: null,
-        callback: d.callback_url ? { url: d.callback_url, state: 'pending', attempts: 0 } : null,
+        callback: d.callback_url ? { url: d.callback_url, state: 'pending', attempts: 0, next_attempt_at: null, last_error: null } : null,
         created_at: e.time,
         started_at: d.queued ? null : e.time,
         finished_at: null,
@@ -92,7 +96,15 @@ export function applyTaskEvent(
       return task && { ...task, state: d.state, error: d.error ?? null, finished_at: e.time, position: pos };
     case 'CallbackAttempted':
       return task && task.callback
-        ? { ...task, callback: { ...task.callback, attempts: d.attempt, state: d.outcome === 'delivered' ? 'delivered' : d.final ? 'failed' : 'pending' } }
+        ? {
+            ...task,
+            callback: {
+              ...task.callback, attempts: Math.max(task.callback.attempts, d.attempt),
+              state: d.outcome === 'delivered' ? 'delivered' : d.final ? 'failed' : 'pending',
+              next_attempt_at: d.outcome === 'delivered' ? null : d.next_attempt_at, last_error: d.outcome === 'delivered' ? null : d.error,
+            },
+            position: pos,
+          }
         : task;
     default:
       return task;
@@ -115,7 +127,8 @@ export function taskView(t: TaskRecord) {
     finished_at: t.finished_at,
     requested_by: t.requested_by,
     idempotency_key: t.idempotency_key,
-    params: t.params,
+    // Command parameters may carry secrets (e.g. rescue_password): never shown back.
+    params: redactDeep(t.params) as Record<string, unknown>,
   };
 }
 

@@ -11,6 +11,7 @@ import type { Logger } from '../ports/logger.js';
 import type { TokenTable } from './auth.js';
 import type { IdempotencyStore } from '../app/idempotency-store.js';
 import type { Backlog } from '../app/backlog.js';
+import type { CallbackAllowList } from '../app/callbacks/allow-list.js';
 
 export interface HttpDeps {
   config: Config;
@@ -25,6 +26,7 @@ export interface HttpDeps {
   logger: Logger;
   idempotency: IdempotencyStore;
   backlog: Backlog;
+  callbackAllow: CallbackAllowList;
   /** Extra readiness checks (store and bus reachable). */
   ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
 }

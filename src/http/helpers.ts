@@ -52,3 +52,10 @@ export function checkBacklog(deps: HttpDeps): void {
     retry_after_s: wait, pending_tasks: deps.backlog.pending(), drain_rate_per_s: Math.round(deps.backlog.drainRate() * 10) / 10,
   });
 }
+
+/** Refuses a callback_url that IRONCLAD_CALLBACK_ALLOW does not allow (400 naming the field). */
+export async function checkCallbackUrl(deps: HttpDeps, url: string | undefined): Promise<void> {
+  if (url === undefined) return;
+  const reason = await deps.callbackAllow.check(url);
+  if (reason) throw new IroncladError('validation_failed', `callback_url is not allowed: ${reason}.`, { errors: [{ path: 'body.callback_url', message: reason }] });
+}

@@ -30,7 +30,10 @@ export const Task = z.object({
   coalesced_count: z.number().int(),
   coalesced: z.boolean().optional().describe('true when this answer re-used an identical pending task'),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
-  callback: z.object({ url: z.string(), state: z.enum(['pending', 'delivered', 'failed']), attempts: z.number().int() }).nullable(),
+  callback: z.object({
+    url: z.string(), state: z.enum(['pending', 'delivered', 'failed']), attempts: z.number().int(),
+    next_attempt_at: NullableString, last_error: NullableString,
+  }).nullable(),
   created_at: z.string(),
   started_at: NullableString,
   finished_at: NullableString,

@@ -110,7 +110,7 @@ describe('node API errors', () => {
       const id = await h.enroll();
       const b = expectProblem(await h.provision(id, 'explode'), 400, 'unknown_action');
       expect(b['detail']).toContain('explode');
-      expect(b['errors'][0].message).toContain('manage');
+      expect(b['errors']).toEqual([{ path: expect.stringMatching(/target$/), message: expect.stringContaining('manage') }]);
     });
 
     it('answers payload_too_large above IRONCLAD_BODY_LIMIT', async () => {
@@ -222,7 +222,9 @@ describe('node API errors', () => {
       expect(r.statusCode).toBe(204);
       expect(r.body).toBe('');
       expectProblem(await h.req({ method: 'GET', url: `/v1/nodes/${id}` }), 404, 'not_found');
-      expectProblem(await h.req({ method: 'GET', url: '/v1/nodes/gone' }), 404, 'not_found');
+      // names resolve through the read model: read-your-writes with the DELETE's position
+      const position = String(r.headers['ironclad-position']);
+      expectProblem(await h.req({ method: 'GET', url: '/v1/nodes/gone', headers: { 'ironclad-position': position } }), 404, 'not_found');
       expect((await h.req({ method: 'POST', url: '/v1/nodes', payload: { name: 'gone', driver: 'fake', resource_class: 'x' } })).statusCode).toBe(201);
     });
 
@@ -263,6 +265,30 @@ describe('node API errors', () => {
       expect(b['current_revision']).toBe(1);
       expect((await h.node(id)).resource_class).toBe('gpu');
     });
+  });
+});
+
+describe('node API auth errors', () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await createHarness({ IRONCLAD_TOKENS: 'tok-a=acme:member,tok-r=acme:reader,tok-b=beta:member' });
+  });
+  afterEach(async () => h.close());
+
+  it('answers unauthorized without a valid token, forbidden for readers and owner, not_found across tenants', async () => {
+    let r = await h.req({ method: 'GET', url: '/v1/nodes' });
+    expectProblem(r, 401, 'unauthorized');
+    expect(r.headers['www-authenticate']).toBe('Bearer');
+    expectProblem(await h.req({ method: 'GET', url: '/v1/nodes', token: 'wrong' }), 401, 'unauthorized');
+    const id = await h.enroll({ name: 'mine' }, 'tok-a');
+    expect((await h.req({ method: 'GET', url: `/v1/nodes/${id}`, token: 'tok-r' })).statusCode).toBe(200);
+    expectProblem(await h.provision(id, 'manage', {}, 'tok-r'), 403, 'forbidden');
+    r = await h.req({ method: 'POST', url: '/v1/nodes', token: 'tok-a', payload: { driver: 'fake', resource_class: 'x', owner: 'beta' } });
+    expectProblem(r, 403, 'forbidden');
+    expectProblem(await h.req({ method: 'GET', url: `/v1/nodes/${id}`, token: 'tok-b' }), 404, 'not_found');
+    expectProblem(await h.req({ method: 'GET', url: '/v1/nodes/mine', token: 'tok-b' }), 404, 'not_found');
+    expectProblem(await h.provision(id, 'manage', {}, 'tok-b'), 404, 'not_found');
+    expect((await h.req({ method: 'GET', url: '/v1/nodes', token: 'tok-b' })).json().items).toEqual([]);
   });
 });
 

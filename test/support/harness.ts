@@ -20,6 +20,8 @@ import { waitFor } from './wait-for.js';
 
 export interface Harness {
   ic: Ironclad;
+  /** Closes this Ironclad and starts a new one on the same data (only with `persistent: true`). */
+  restart(): Promise<void>;
   clock: FakeClock;
   store: EventStore;
   logs: string[];
@@ -37,17 +39,25 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function createHarness(env: Record<string, string> = {}, opts: { store?: EventStore } = {}): Promise<Harness> {
+export async function createHarness(env: Record<string, string> = {}, opts: { store?: EventStore; persistent?: boolean } = {}): Promise<Harness> {
   const clock = createFakeClock();
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
   const logger = pino({ level: 'debug' }, sink);
-  const store = opts.store ?? createMemoryEventStore();
   const config = parseConfig({ IRONCLAD_DATA_DIR: mkdtempSync(join(tmpdir(), 'ironclad-api-')), IRONCLAD_POWER_SYNC_S: '0', ...env });
-  const ic = await createIronclad({
-    config, store, snapshots: createMemorySnapshotStore(), db: new Database(':memory:'), clock, ids: createUuidLike(), logger: logger as never,
-  });
-  await ic.start();
+  const ids = createUuidLike();
+  // persistent: the embedded SQLite store in a temp data dir, so restart() finds everything again.
+  const boot = async (): Promise<Ironclad> => {
+    const started = opts.persistent
+      ? await createIronclad({ config, clock, ids, logger: logger as never })
+      : await createIronclad({
+          config, store: opts.store ?? createMemoryEventStore(), snapshots: createMemorySnapshotStore(), db: new Database(':memory:'),
+          clock, ids, logger: logger as never,
+        });
+    await started.start();
+    return started;
+  };
+  let ic = await boot();
 
   const req: Harness['req'] = (o) => {
     const { token, ...rest } = o;
@@ -55,7 +65,7 @@ export async function createHarness(env: Record<string, string> = {}, opts: { st
     return ic.app.inject({ ...rest, headers });
   };
   const settle = async (): Promise<void> => {
-    const head = await store.headPosition();
+    const head = await ic.store.headPosition();
     if (head !== null) await waitFor(() => (ic.internals['projector'] as { isCaughtUp(p: string): boolean }).isCaughtUp(head), 5000);
   };
   const node = async (id: string, token?: string): Promise<Record<string, any>> => {
@@ -65,7 +75,14 @@ export async function createHarness(env: Record<string, string> = {}, opts: { st
     return r.json();
   };
   const h: Harness = {
-    ic, clock, store, logs, req, settle, node,
+    get ic() { return ic; },
+    get store() { return ic.store; },
+    clock, logs, req, settle, node,
+    async restart() {
+      if (!opts.persistent) throw new Error('restart() needs createHarness(env, { persistent: true })');
+      await ic.close();
+      ic = await boot();
+    },
     async enroll(body = {}, token) {
       const r = await req({ method: 'POST', url: '/v1/nodes', payload: { driver: 'fake', resource_class: 'baremetal', ...body }, token });
       if (r.statusCode !== 201) throw new Error(`enroll: ${r.statusCode} ${r.body}`);

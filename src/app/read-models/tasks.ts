@@ -69,10 +69,14 @@ export function createTasksReadModel(db: Database.Database) {
     };
   }
 
+  const pendingCallbacks = db.prepare(`SELECT task FROM rm_tasks WHERE state IN ('succeeded','failed','cancelled') AND json_extract(task, '$.callback.state') = 'pending'`);
+
   return {
     get,
     apply,
     list,
+    /** Terminal tasks whose callback still has to be delivered (for re-arming after a restart). */
+    withPendingCallbacks: (): TaskRecord[] => (pendingCallbacks.all() as { task: string }[]).map((r) => JSON.parse(r.task) as TaskRecord),
     /** Queued + running tasks, kept up to date by apply (no query). */
     pendingCount: (): number => pending,
     /** Tasks that became terminal since this process started. */

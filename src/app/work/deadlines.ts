@@ -21,11 +21,17 @@ export function createDeadlineScheduler(deps: { clock: Clock; expire: (nodeId: s
     if (!op || !op.deadline_at || !key || s.deleted || stopped) return;
     const due = Date.parse(op.deadline_at) - deps.clock.now();
     const { op_id, deadline_at } = op;
-    const cancel = deps.clock.setTimeout(() => {
+    const fire = (): void => {
       armed.delete(s.id);
       deps.expire(s.id, op_id, deadline_at);
-    }, Math.max(0, due));
-    armed.set(s.id, { key, cancel });
+    };
+    if (due <= 0) {
+      // Already past (e.g. it expired while the process was down): expire now, not on the next tick of the clock.
+      armed.set(s.id, { key, cancel: () => undefined });
+      queueMicrotask(fire);
+      return;
+    }
+    armed.set(s.id, { key, cancel: deps.clock.setTimeout(fire, due) });
   }
 
   return {

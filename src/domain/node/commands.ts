@@ -31,7 +31,17 @@ export type NodeCommand =
   | { type: 'Heartbeat'; status: 'resume' | 'done' | 'fail'; message: string | null }
   | { type: 'ExpireDeadline'; op_id: string; deadline_at: string }
   | { type: 'CancelTask'; task_id: string; abort_task_id: string }
-  | { type: 'ObservePower'; result: PowerResult };
+  | { type: 'ObservePower'; result: PowerResult }
+  | {
+      type: 'RecordCallbackAttempt';
+      task_id: string;
+      attempt: number;
+      outcome: 'delivered' | 'failed';
+      final: boolean;
+      status_code: number | null;
+      error: string | null;
+      next_attempt_at: string | null;
+    };
 
 export type PowerResult = { ok: true; power_state: 'power on' | 'power off' } | { ok: false; message: string };
 

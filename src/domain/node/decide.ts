@@ -21,7 +21,9 @@ export interface Decision {
 
 export function decideNode(command: NodeCommand, state: NodeState, ctx: DecideContext): Decision {
   const w = new Working(state, ctx);
-  if (command.type !== 'Enroll' && (!state.exists || state.deleted)) throw errors.notFound('Node', state.id);
+  // Callback deliveries are recorded even after the node record was deleted (its tasks were).
+  const needsLiveNode = command.type !== 'Enroll' && command.type !== 'RecordCallbackAttempt';
+  if ((needsLiveNode && state.deleted) || (command.type !== 'Enroll' && !state.exists)) throw errors.notFound('Node', state.id);
   switch (command.type) {
     case 'Enroll':
       if (state.exists) throw new IroncladError('name_conflict', `Node ${state.id} already exists.`);
@@ -63,6 +65,11 @@ export function decideNode(command: NodeCommand, state: NodeState, ctx: DecideCo
     case 'ObservePower':
       observePower(w, command.result);
       break;
+    case 'RecordCallbackAttempt': {
+      const { type: _t, ...data } = command;
+      w.emit('CallbackAttempted', data);
+      break;
+    }
     default: {
       const _exhaustive: never = command;
       throw new Error(`unknown command ${JSON.stringify(_exhaustive)}`);
