@@ -164,6 +164,10 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   const backlog = createBacklog({ clock, limit: config.IRONCLAD_MAX_PENDING, pending: tasksRM.pendingCount, finished: tasksRM.finishedCount });
   const app = await buildServer({
     config, nodes, nodesRM, tasksRM, projector, store, waiters, tokens, ids, logger, idempotency, backlog, callbackAllow,
+    metrics: {
+      pendingTasks: tasksRM.pendingCount, projectedEvents: projector.eventsApplied, projectionPosition: projector.position,
+      cachedActors: runtime.cachedCount, work: conductor.stats,
+    },
     async ready() {
       const checks: Record<string, string> = {};
       try {

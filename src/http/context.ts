@@ -12,6 +12,7 @@ import type { TokenTable } from './auth.js';
 import type { IdempotencyStore } from '../app/idempotency-store.js';
 import type { Backlog } from '../app/backlog.js';
 import type { CallbackAllowList } from '../app/callbacks/allow-list.js';
+import type { MetricSources } from './metrics.js';
 
 export interface HttpDeps {
   config: Config;
@@ -27,6 +28,7 @@ export interface HttpDeps {
   idempotency: IdempotencyStore;
   backlog: Backlog;
   callbackAllow: CallbackAllowList;
+  metrics: MetricSources;
   /** Extra readiness checks (store and bus reachable). */
   ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
 }

@@ -8,6 +8,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import { registerIdempotency } from './idempotency.js';
+import { registerMetrics } from './metrics.js';
 import { jsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Principal } from '../domain/principal.js';
 import { IroncladError } from '../domain/errors.js';
@@ -16,6 +17,7 @@ import { problemOf, sendProblem, toProblem } from './problem.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { taskRoutes } from './routes/tasks.js';
 import { systemRoutes } from './routes/system.js';
+import { eventRoutes } from './routes/events.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -51,8 +53,6 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
     reply.header('X-Request-Id', req.id);
     reply.header('X-Content-Type-Options', 'nosniff');
     reply.header('Cache-Control', 'no-store');
-    if (isPublic(req.url)) return;
-    req.principal = deps.tokens.authenticate(req.headers.authorization);
   });
 
   app.setErrorHandler((err, req, reply) => {
@@ -73,15 +73,23 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
 
   // Security headers that make sense for a JSON API (CSP is left to the /docs page's needs).
   await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
+  // Authenticate after helmet's onRequest hook, so 401 answers carry the security headers too.
+  app.addHook('onRequest', async (req) => {
+    if (isPublic(req.url)) return;
+    req.principal = deps.tokens.authenticate(req.headers.authorization);
+  });
   await app.register(rateLimit, {
     max: deps.config.IRONCLAD_RATE_LIMIT,
     timeWindow: 60_000,
-    hook: 'preHandler',
+    // Route-level onRequest runs after the server's auth hook above, so the principal is known; counting
+    // here (not in preHandler) also counts requests that fail parsing or validation, before their body is read.
+    hook: 'onRequest',
     keyGenerator: (req) => req.principal?.id ?? req.ip,
     allowList: (req) => isPublic(req.url),
     errorResponseBuilder: (_req, ctx) => Object.assign(new Error(`More than ${ctx.max} requests per minute for this token; retry in ${Math.ceil(ctx.ttl / 1000)} s.`), { statusCode: 429, retryAfterS: Math.max(1, Math.ceil(ctx.ttl / 1000)) }),
   });
   registerIdempotency(base, deps.idempotency);
+  registerMetrics(base, deps.metrics);
   await app.register(swagger, {
     openapi: {
       info: { title: 'Ironclad', version: '0.1.0', description: 'Asynchronous control plane for bare-metal fleets. Errors are RFC 9457 problems with a stable `code`.' },
@@ -92,10 +100,22 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
     transformObject: jsonSchemaTransformObject,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  // Graceful stop: held long-polls answer at once (202, the task as it is) and every response sent
+  // while closing ends its connection, so keep-alive clients cannot hold the shutdown open.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+    deps.waiters.releaseAll();
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    if (closing) reply.header('Connection', 'close');
+    return payload;
+  });
   await app.register(async (scope) => {
     await systemRoutes(scope, deps);
     await nodeRoutes(scope, deps);
     await taskRoutes(scope, deps);
+    await eventRoutes(scope, deps);
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return base as unknown as FastifyInstance;

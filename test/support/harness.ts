@@ -33,7 +33,7 @@ export interface Harness {
   node(id: string, token?: string): Promise<Record<string, any>>;
   task(id: string, token?: string): Promise<Record<string, any>>;
   /** Advances the fake clock step by step until the node reaches `state` (or fails the test). */
-  driveUntil(id: string, state: string, opts?: { stepMs?: number; maxSteps?: number }): Promise<Record<string, any>>;
+  driveUntil(id: string, state: string, opts?: { stepMs?: number; maxSteps?: number; token?: string }): Promise<Record<string, any>>;
   /** Waits until the read models caught up with the store's head. */
   settle(): Promise<void>;
   close(): Promise<void>;
@@ -98,12 +98,12 @@ export async function createHarness(env: Record<string, string> = {}, opts: { st
     async driveUntil(id, state, o = {}) {
       const step = o.stepMs ?? 25;
       for (let i = 0; i < (o.maxSteps ?? 400); i++) {
-        const n = await node(id);
+        const n = await node(id, o.token);
         if (n['provision_state'] === state && n['current_task'] === null) return n;
         clock.advance(step);
         await new Promise((r) => setImmediate(r));
       }
-      const n = await node(id);
+      const n = await node(id, o.token);
       throw new Error(`node ${id} did not reach "${state}"; it is in "${n['provision_state']}" (task ${JSON.stringify(n['current_task'])}, last_error ${n['last_error']})`);
     },
     close: () => ic.close(),

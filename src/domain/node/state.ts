@@ -181,7 +181,9 @@ function applyPowerAndFlags(s: NodeState, e: NodeEvent): void {
     case 'MaintenanceSet':
       s.maintenance = true;
       s.maintenance_reason = e.data.reason;
-      if (e.data.fault) s.fault = e.data.fault;
+      // `fault` is what holds the node in maintenance. A user's MaintenanceSet (fault null) takes a
+      // fault's maintenance over, so the BMC answering again must not clear it (api.md "Power faults").
+      s.fault = e.data.fault;
       return;
     case 'MaintenanceUnset':
       s.maintenance = false;

@@ -122,7 +122,8 @@ export async function nodeRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
     return { items, next_cursor: events.length > req.query.limit ? String(events[req.query.limit]!.revision) : null };
   });
 
-  app.get('/v1/nodes/:id/history/:revision', { schema: { tags, summary: 'The node as it was right after one event (replayed)', params: RevisionParams, response: { 200: z.object({ revision: z.number(), event: EventEnvelope, state: Node }), ...errs } } }, async (req) => {
+  app.get('/v1/nodes/:id/history/:revision', { schema: { tags, summary: 'The node as it was right after one event (replayed)', params: RevisionParams, querystring: ReadQuery, response: { 200: z.object({ revision: z.number(), event: EventEnvelope, state: Node }), ...errs } } }, async (req) => {
+    await caughtUp(deps, req, req.query.min_position);
     const id = await visibleNodeId(deps, req, req.params.id);
     let last: { event: ReturnType<typeof eventEnvelope>; state: ReturnType<typeof nodeView> } | null = null;
     for await (const step of replayNode(deps.store, id, req.params.revision)) last = { event: eventEnvelope(step.event), state: nodeView(step.state) };
