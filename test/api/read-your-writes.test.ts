@@ -110,8 +110,8 @@ describe('read-your-writes', () => {
       return r;
     }, 201, '/v1/nodes?name=n1', (r) => items(r).length === 1);
     // Names resolve through the read model: the node by name, and its history by name.
-    await readYourWrite(() => h.req({ method: 'PATCH', url: `/v1/nodes/${id}`, payload: { name: 'n2' } }), 200, '/v1/nodes/n2', (r) => r.statusCode === 200 && r.json().id === id);
-    await readYourWrite(() => h.req({ method: 'PATCH', url: `/v1/nodes/${id}`, payload: { traits: ['gpu'] } }), 200, `/v1/nodes/n2/history/1`, (r) => r.statusCode === 200 && r.json().state.traits.includes('gpu'), 'query');
+    await readYourWrite(() => h.req({ method: 'PATCH', url: `/v1/nodes/${id}`, payload: { name: 'n2' } }), 200, '/v1/nodes/n2/history/1', (r) => r.statusCode === 200 && r.json().state.name === 'n2', 'query');
+    await readYourWrite(() => h.req({ method: 'PATCH', url: `/v1/nodes/${id}`, payload: { traits: ['gpu'] } }), 200, '/v1/nodes/n2', (r) => r.statusCode === 200 && r.json().traits.includes('gpu'));
     await readYourWrite(() => h.req({ method: 'PUT', url: `/v1/nodes/${id}/maintenance`, payload: { reason: 'r' } }), 200, '/v1/nodes?maintenance=true', (r) => items(r).length === 1);
     await readYourWrite(() => h.req({ method: 'DELETE', url: `/v1/nodes/${id}/maintenance` }), 200, '/v1/nodes?maintenance=false', (r) => items(r).length === 1);
 
@@ -148,7 +148,7 @@ describe('read-your-writes', () => {
     await h.provision(id, 'deploy');
     for (let i = 0; i < 100 && (await h.node(id)).provision_state !== 'wait call-back'; i++) h.clock.advance(25);
     expect((await h.node(id)).provision_state).toBe('wait call-back');
-    await readYourWrite(() => h.req({ method: 'POST', url: `/v1/heartbeat/${id}`, payload: { status: 'done' } }), 202, '/v1/nodes?provision_state=deploying', (r) => items(r).length === 1);
+    await readYourWrite(() => h.req({ method: 'POST', url: `/v1/heartbeat/${id}`, payload: { status: 'done' } }), 202, `/v1/nodes?provision_state=${encodeURIComponent('wait call-back')}`, (r) => r.statusCode === 200 && items(r).length === 0);
   });
 
   it('answers 503 not_caught_up with Retry-After for a position the log has not reached (after waiting 5 s)', async () => {

@@ -1,7 +1,13 @@
 /**
- * Power-state sync: every period, ask each node's driver for its real power state and report it
- * to the node actor (which records differences and counts failures). Bounded concurrency, and
- * the nodes are spread over the period so a large fleet does not stampede its BMCs.
+ * Power-state sync (node-lifecycle.md): every period, ask each node's driver for its real power
+ * state and report it to the node actor, which records differences, counts consecutive failures
+ * and sets or clears the power fault. The sync only reads and reports; every decision is the
+ * node decider's (src/domain/node/power.ts).
+ *
+ * A large fleet must not stampede its BMCs: at most `concurrency` reads run at once, and the
+ * nodes' checks are spread evenly over the first 80% of the period (the rest is slack for slow
+ * BMCs), so a pass normally ends before the next one is due and each node is read about once a
+ * period. Passes never overlap: one that overruns its period is followed by the next at once.
  */
 import type { Clock } from '../../ports/clock.js';
 import type { Driver, DriverNode } from '../../ports/driver.js';
@@ -9,9 +15,16 @@ import type { Logger } from '../../ports/logger.js';
 import type { PowerResult } from '../../domain/node/commands.js';
 import type { NodeState } from '../../domain/node/state.js';
 
+/** The share of the period over which one pass spreads its checks. */
+export const SPREAD_SHARE = 0.8;
+/** One read may take this long before it counts as a failure (the driver retries inside it). */
+const READ_TIMEOUT_MS = 30_000;
+
 export interface PowerSyncDeps {
   clock: Clock;
+  /** Seconds between the starts of two passes; 0 disables the timer. */
   periodS: number;
+  /** Most power reads in flight at once (per process). */
   concurrency: number;
   drivers: Record<string, Driver>;
   log: Logger;
@@ -20,25 +33,58 @@ export interface PowerSyncDeps {
   observe(nodeId: string, result: PowerResult): Promise<unknown>;
 }
 
-export function createPowerSync(deps: PowerSyncDeps) {
-  let cancel: (() => void) | null = null;
+export interface PowerSync {
+  /** Arms the periodic timer: the first pass starts one period from now. */
+  start(): void;
+  /**
+   * One pass over every live node; resolves when all were checked and reported. `spreadMs`
+   * spreads the checks' start times evenly over that span of the clock (0: all at once, still
+   * bounded by the concurrency). Never rejects because of one node.
+   */
+  syncOnce(spreadMs?: number): Promise<void>;
+  /** Passes completed so far. */
+  rounds(): number;
+  /** Cancels the timer and pending spread waits, and aborts reads in flight; nothing is reported after it. */
+  stop(): void;
+}
+
+export function createPowerSync(deps: PowerSyncDeps): PowerSync {
+  let cancelTimer: (() => void) | null = null;
   let stopped = false;
   let rounds = 0;
+  const stopping = new AbortController();
+  /** Wake-ups of workers waiting for their slot in the spread; stop() releases them. */
+  const sleepers = new Set<() => void>();
 
-  /** One pass over every node; resolves when all were checked. */
+  function sleepUntil(at: number): Promise<void> {
+    const ms = at - deps.clock.now();
+    if (ms <= 0 || stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        sleepers.delete(wake);
+        cancel();
+        resolve();
+      };
+      const cancel = deps.clock.setTimeout(wake, ms);
+      sleepers.add(wake);
+    });
+  }
+
   async function syncOnce(spreadMs = 0): Promise<void> {
     const list = deps.nodes().filter((s) => s.exists && !s.deleted);
+    const started = deps.clock.now();
     const gap = list.length > 0 ? spreadMs / list.length : 0;
     let next = 0;
     const worker = async (): Promise<void> => {
       while (!stopped && next < list.length) {
         const i = next++;
-        if (gap > 0) await new Promise<void>((r) => deps.clock.setTimeout(r, Math.max(0, i * gap - (deps.clock.now() - started))));
+        await sleepUntil(started + i * gap);
+        if (stopped) return;
         await check(list[i]!);
       }
     };
-    const started = deps.clock.now();
-    await Promise.all(Array.from({ length: Math.min(deps.concurrency, list.length) }, worker));
+    const workers = Math.max(1, Math.min(deps.concurrency, list.length));
+    await Promise.all(Array.from({ length: workers }, worker));
     rounds++;
   }
 
@@ -47,28 +93,42 @@ export function createPowerSync(deps: PowerSyncDeps) {
     if (!driver) return;
     let result: PowerResult;
     try {
-      result = { ok: true, power_state: await driver.getPower(deps.driverNode(s), AbortSignal.timeout(30_000)) };
+      const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(READ_TIMEOUT_MS)]);
+      result = { ok: true, power_state: await driver.getPower(deps.driverNode(s), signal) };
     } catch (err) {
       result = { ok: false, message: err instanceof Error ? err.message : String(err) };
     }
-    await deps.observe(s.id, result).catch((err) => deps.log.error({ err, node_id: s.id }, 'power sync report failed'));
+    if (stopped) return; // an aborted read is not a BMC failure
+    try {
+      await deps.observe(s.id, result);
+    } catch (err) {
+      deps.log.error({ err, node_id: s.id }, 'power sync report failed');
+    }
   }
 
-  function schedule(): void {
+  /** Arms the next pass `delayMs` from now; each pass re-arms for one period after its own start. */
+  function schedule(delayMs: number): void {
     if (stopped || deps.periodS <= 0) return;
     const periodMs = deps.periodS * 1000;
-    cancel = deps.clock.setTimeout(() => {
-      void syncOnce(periodMs * 0.8).finally(schedule);
-    }, periodMs);
+    cancelTimer = deps.clock.setTimeout(() => {
+      cancelTimer = null;
+      const startedAt = deps.clock.now();
+      syncOnce(periodMs * SPREAD_SHARE)
+        .catch((err: unknown) => deps.log.error({ err }, 'power sync pass failed'))
+        .finally(() => schedule(Math.max(0, startedAt + periodMs - deps.clock.now())));
+    }, delayMs);
   }
 
   return {
-    start: schedule,
+    start: () => schedule(deps.periodS * 1000),
     syncOnce,
     rounds: () => rounds,
     stop(): void {
       stopped = true;
-      cancel?.();
+      cancelTimer?.();
+      cancelTimer = null;
+      for (const wake of [...sleepers]) wake();
+      stopping.abort();
     },
   };
 }
