@@ -188,6 +188,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     app, config, store,
     async start() {
       await projector.start();
+      names.reconcile();
       for (const s of nodesRM.withRunningSteps()) conductor.reconcile(s);
       for (const s of nodesRM.withDeadlines()) deadlines.reconcile(s);
       for (const t of tasksRM.withPendingCallbacks()) callbacks.reconcile(t);

@@ -11,27 +11,46 @@ interface Sealed {
 }
 const isSealed = (v: unknown): v is Sealed => typeof v === 'object' && v !== null && typeof (v as Sealed).$sealed === 'string';
 
-/** Replaces every secret value by its sealed form (for events). Already sealed values stay. */
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Seals the leaves under a secret key; recurses into objects and arrays (a secret may be nested). */
+function sealValue(v: unknown, secret: boolean, box: SecretBox): unknown {
+  if (v === null || v === undefined || isSealed(v)) return v;
+  if (Array.isArray(v)) return v.map((x) => sealValue(x, secret, box));
+  if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, sealValue(x, secret || isSecretKey(k), box)]));
+  return secret ? { $sealed: box.seal(String(v)) } : v;
+}
+
+/**
+ * Replaces every secret value by its sealed form (for events), at any depth: a value under a
+ * secret key (or any leaf below one) is sealed. Already sealed values stay.
+ */
 export function sealSecrets(info: Record<string, unknown>, box: SecretBox): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(info)) {
-    out[k] = isSecretKey(k) && v !== null && v !== undefined && !isSealed(v) ? { $sealed: box.seal(String(v)) } : v;
-  }
-  return out;
+  return sealValue(info, false, box) as Record<string, unknown>;
 }
 
-/** Replaces every secret value by "******" (for responses, logs, notifications, history). */
+function redactValue(v: unknown): unknown {
+  if (isSealed(v)) return REDACTED;
+  if (Array.isArray(v)) return v.map(redactValue);
+  if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, isSecretKey(k) ? REDACTED : redactValue(x)]));
+  return v;
+}
+
+/** Replaces every secret value, at any depth, by "******" (for responses, logs, notifications, history). */
 export function redactSecrets(info: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(info)) out[k] = isSecretKey(k) || isSealed(v) ? REDACTED : v;
-  return out;
+  return redactValue(info) as Record<string, unknown>;
 }
 
-/** Opens sealed values (for drivers only). */
+function openValue(v: unknown, box: SecretBox): unknown {
+  if (isSealed(v)) return box.open(v.$sealed);
+  if (Array.isArray(v)) return v.map((x) => openValue(x, box));
+  if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, openValue(x, box)]));
+  return v;
+}
+
+/** Opens sealed values at any depth (for drivers only). */
 export function openSecrets(info: Record<string, unknown>, box: SecretBox): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(info)) out[k] = isSealed(v) ? box.open(v.$sealed) : v;
-  return out;
+  return openValue(info, box) as Record<string, unknown>;
 }
 
 /** Redacts sealed values anywhere inside an event payload (history, SSE, replay output). */

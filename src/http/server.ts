@@ -38,6 +38,9 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
   });
   const app = base.withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
+  // Bodies are JSON (api.md). Fastify's built-in text/plain parser would hand a text body to zod as a string and
+  // answer "invalid field: body"; without it every other content type gets the same "send application/json" problem.
+  app.removeContentTypeParser('text/plain');
   // Responses are built from typed views; serialise them as plain JSON (the zod response schemas document them).
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   app.decorateRequest('principal', null as unknown as Principal);

@@ -14,6 +14,7 @@ import { parseConfig } from '../../src/config.js';
 import { createIronclad, type Ironclad } from '../../src/main.js';
 import { createMemoryEventStore } from '../../src/adapters/memory/event-store.js';
 import { createMemorySnapshotStore } from '../../src/adapters/memory/snapshot-store.js';
+import type { Driver } from '../../src/ports/driver.js';
 import type { EventStore } from '../../src/ports/event-store.js';
 import { createFakeClock, createSequentialIds, type FakeClock } from './fake-clock.js';
 import { waitFor } from './wait-for.js';
@@ -39,20 +40,28 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function createHarness(env: Record<string, string> = {}, opts: { store?: EventStore; persistent?: boolean } = {}): Promise<Harness> {
+export interface HarnessOptions {
+  store?: EventStore;
+  persistent?: boolean;
+  /** Replaces the default drivers (e.g. an ipmi driver tuned for tests); given the harness clock. */
+  drivers?: (clock: FakeClock) => Record<string, Driver>;
+}
+
+export async function createHarness(env: Record<string, string> = {}, opts: HarnessOptions = {}): Promise<Harness> {
   const clock = createFakeClock();
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
   const logger = pino({ level: 'debug' }, sink);
   const config = parseConfig({ IRONCLAD_DATA_DIR: mkdtempSync(join(tmpdir(), 'ironclad-api-')), IRONCLAD_POWER_SYNC_S: '0', ...env });
   const ids = createUuidLike();
+  const drivers = opts.drivers?.(clock);
   // persistent: the embedded SQLite store in a temp data dir, so restart() finds everything again.
   const boot = async (): Promise<Ironclad> => {
     const started = opts.persistent
-      ? await createIronclad({ config, clock, ids, logger: logger as never })
+      ? await createIronclad({ config, clock, ids, drivers, logger: logger as never })
       : await createIronclad({
           config, store: opts.store ?? createMemoryEventStore(), snapshots: createMemorySnapshotStore(), db: new Database(':memory:'),
-          clock, ids, logger: logger as never,
+          clock, ids, drivers, logger: logger as never,
         });
     await started.start();
     return started;

@@ -8,7 +8,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -26,6 +26,11 @@ export interface SimBmc {
   pid(): number | null;
   /** The machine's power as the simulator's state file holds it. */
   power(): 'power on' | 'power off';
+  /**
+   * Changes the machine's power behind every IPMI client's back (someone pressed the power
+   * button): rewrites the state file the BMC reads.
+   */
+  setPower(state: 'power on' | 'power off'): void;
   /** The boot device as the simulator stores it: pxe, default (what `bootdev disk` sets), cdrom, bios, none. */
   bootDevice(): string;
   /**
@@ -265,6 +270,10 @@ async function startBmc(opts: StartBmcsOptions): Promise<SimBmc> {
     driverInfo: { ipmi_address: '127.0.0.1', ipmi_port: port, ipmi_username: username, ipmi_password: password },
     pid: () => child?.pid ?? null,
     power: () => (read('power') === '1' ? 'power on' : 'power off'),
+    setPower(state) {
+      writeFileSync(join(stateDir, 'power.button.tmp'), state === 'power on' ? '1' : '0');
+      renameSync(join(stateDir, 'power.button.tmp'), join(stateDir, 'power'));
+    },
     bootDevice: () => read('boot'),
     setFaulty(faulty) {
       const file = join(stateDir, 'faulty');
