@@ -161,7 +161,9 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   const idempotency = createIdempotencyStore(db, {
     retentionMs: config.IRONCLAD_IDEMPOTENCY_RETENTION_S * 1000, abandonAfterMs: 120_000, now: () => clock.now(),
   });
-  const backlog = createBacklog({ clock, limit: config.IRONCLAD_MAX_PENDING, pending: tasksRM.pendingCount, finished: tasksRM.finishedCount });
+  const backlog = createBacklog({
+    clock, limit: config.IRONCLAD_MAX_PENDING, pending: tasksRM.pendingCount, finished: tasksRM.finishedCount, projectedTo: () => projector.position(),
+  });
   const app = await buildServer({
     config, nodes, nodesRM, tasksRM, projector, store, waiters, tokens, ids, logger, idempotency, backlog, callbackAllow,
     metrics: {

@@ -5,13 +5,15 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig } from '../config.js';
+import { demoCommand } from './demo.js';
 import { replayCommand } from './replay.js';
 import { serveCommand } from './serve.js';
 
 const USAGE = `usage:
   ironclad serve                                  start the service (configured by environment variables)
   ironclad replay node <id> [--until <revision>] [--json]
-                                                  print each event of a node and the state after it`;
+                                                  print each event of a node and the state after it
+  ironclad demo --ipmi <N> [--port <P>]           N simulated BMCs (ipmi_sim) and an Ironclad managing them`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -20,6 +22,8 @@ async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'serve':
         return await serveCommand(config);
+      case 'demo':
+        return await demoCommand(rest, process.env, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
       case 'replay': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { until: { type: 'string' }, json: { type: 'boolean' } } });
         if (positionals[0] !== 'node' || !positionals[1]) {

@@ -80,7 +80,7 @@ export const errors = {
     new IroncladError('validation_failed', detail, { errors: errs }),
   unknownAction: (action: string, known: readonly string[]) =>
     new IroncladError('unknown_action', `Unknown action "${action}".`, {
-      errors: [{ path: 'target', message: `must be one of: ${known.join(', ')}` }],
+      errors: [{ path: 'body.target', message: `must be one of: ${known.join(', ')}` }],
     }),
   notFound: (what: string, id: string) => new IroncladError('not_found', `${what} ${id} was not found.`),
   invalidState: (detail: string, currentState: string | null, allowedActions: readonly string[], ext: Record<string, unknown> = {}) =>

@@ -8,6 +8,8 @@ export const isSecretKey = (key: string): boolean => SECRET_KEY.test(key);
 
 interface Sealed {
   $sealed: string;
+  /** Deterministic keyed digest, so identical commands with the same secret still coalesce. */
+  $digest?: string;
 }
 const isSealed = (v: unknown): v is Sealed => typeof v === 'object' && v !== null && typeof (v as Sealed).$sealed === 'string';
 
@@ -18,7 +20,7 @@ function sealValue(v: unknown, secret: boolean, box: SecretBox): unknown {
   if (v === null || v === undefined || isSealed(v)) return v;
   if (Array.isArray(v)) return v.map((x) => sealValue(x, secret, box));
   if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, sealValue(x, secret || isSecretKey(k), box)]));
-  return secret ? { $sealed: box.seal(String(v)) } : v;
+  return secret ? { $sealed: box.seal(String(v)), $digest: box.digest(String(v)) } : v;
 }
 
 /**

@@ -4,6 +4,7 @@ import type { RequestMeta } from '../app/nodes/node-service.js';
 import { isTerminal, taskView, type TaskRecord } from '../domain/tasks.js';
 import { IroncladError } from '../domain/errors.js';
 import type { HttpDeps } from './context.js';
+import type { BacklogTicket } from '../app/backlog.js';
 
 export function meta(req: FastifyRequest): RequestMeta {
   const key = req.headers['idempotency-key'];
@@ -44,13 +45,34 @@ export async function sendTask(deps: HttpDeps, req: FastifyRequest, reply: Fasti
   return reply.code(wait !== null && isTerminal(t.state) ? 200 : 202).send(body);
 }
 
-/** Refuses a new command while the global backlog is over IRONCLAD_MAX_PENDING (503 + Retry-After). */
-export function checkBacklog(deps: HttpDeps): void {
-  const wait = deps.backlog.retryAfter();
-  if (wait === null) return;
+/**
+ * Takes a slot in the global backlog for a command that may create a task, or refuses it while the
+ * backlog is at IRONCLAD_MAX_PENDING (503 `overloaded` + Retry-After). Not exported: a caller that
+ * forgot to settle the ticket would hold its slot for ever; routes use `runAdmitted`.
+ */
+function admitTask(deps: HttpDeps): BacklogTicket {
+  const res = deps.backlog.admit();
+  if ('ticket' in res) return res.ticket;
+  const wait = res.retryAfterS;
   throw new IroncladError('overloaded', `${deps.backlog.pending()} tasks are pending (limit ${deps.config.IRONCLAD_MAX_PENDING}); retry in about ${wait} s.`, {
     retry_after_s: wait, pending_tasks: deps.backlog.pending(), drain_rate_per_s: Math.round(deps.backlog.drainRate() * 10) / 10,
   });
+}
+
+/**
+ * Runs a command that may create a task within the global backlog limit: 503 `overloaded` without
+ * running it when the backlog is full; otherwise its slot is settled whatever happens.
+ */
+export async function runAdmitted<T extends { position: string | null; coalesced?: boolean }>(deps: HttpDeps, command: () => Promise<T>): Promise<T> {
+  const ticket = admitTask(deps);
+  try {
+    const out = await command();
+    ticket.settle(out.coalesced ? null : out.position);
+    return out;
+  } catch (err) {
+    ticket.settle(null);
+    throw err;
+  }
 }
 
 /** Refuses a callback_url that IRONCLAD_CALLBACK_ALLOW does not allow (400 naming the field). */

@@ -5,4 +5,6 @@
 export interface SecretBox {
   seal(plain: string): string;
   open(sealed: string): string;
+  /** A keyed, deterministic digest of a secret: equal secrets compare equal without being readable. */
+  digest(plain: string): string;
 }

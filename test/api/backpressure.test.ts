@@ -142,6 +142,65 @@ describe('503 overloaded above IRONCLAD_MAX_PENDING', () => {
     expect(ok.statusCode, ok.body).toBe(202);
   });
 
+  it('holds the limit under a concurrent burst: 8 simultaneous commands, limit 3 → 3 accepted, 5 refused', async () => {
+    h = await createHarness({ IRONCLAD_MAX_PENDING: '3' });
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) ids.push(await h.enroll({ name: `b${i}`, driver_info: { fake_power_ms: 10_000 } }));
+    await h.settle();
+    // Not awaited one by one: all 8 are in the server before any of their tasks is projected.
+    const answers = await Promise.all(ids.map((id) => h!.req({ method: 'PUT', url: `/v1/nodes/${id}/states/power`, payload: { target: 'power on' } })));
+    const codes = answers.map((r) => r.statusCode);
+    expect(codes.filter((c) => c === 202)).toHaveLength(3);
+    expect(codes.filter((c) => c === 503)).toHaveLength(5);
+    for (const r of answers.filter((a) => a.statusCode === 503)) expectProblem(r, 503, 'overloaded');
+    await h.settle();
+    expect(pending()).toBe(3);
+    const r = await h.req({ method: 'GET', url: '/v1/tasks?state=running' });
+    expect(r.json().items).toHaveLength(3);
+  });
+
+  it('frees the slot of a command that created no task (refused, failed or coalesced)', async () => {
+    h = await createHarness({ IRONCLAD_MAX_PENDING: '3' });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await h.enroll({ name: `f${i}`, driver_info: { fake_power_ms: 10_000 } }));
+    const power = (id: string, target = 'power on') => h!.req({ method: 'PUT', url: `/v1/nodes/${id}/states/power`, payload: { target } });
+    for (let i = 0; i < 5; i++) {
+      expectProblem(await power('00000000-0000-4000-8000-999999999999'), 404, 'not_found');
+      expectProblem(await h.provision(ids[0]!, 'provide'), 409, 'invalid_state');
+    }
+    expect((await power(ids[0]!)).statusCode).toBe(202);
+    expect((await power(ids[1]!)).statusCode).toBe(202);
+    for (let i = 0; i < 5; i++) {
+      const again = await power(ids[0]!);
+      expect(again.statusCode, again.body).toBe(202);
+      expect(again.json().coalesced).toBe(true);
+    }
+    await h.settle();
+    expect(pending()).toBe(2);
+    expect((await power(ids[2]!)).statusCode).toBe(202);
+    await h.settle();
+    expectProblem(await power(ids[2]!, 'power off'), 503, 'overloaded');
+  });
+
+  it('does not store an overloaded answer under an Idempotency-Key: the retry after the drain is processed', async () => {
+    h = await createHarness({ IRONCLAD_MAX_PENDING: '1' });
+    const a = await h.enroll({ name: 'a', driver_info: { fake_power_ms: 10_000 } });
+    const b = await h.enroll({ name: 'b', driver_info: { fake_power_ms: 10_000 } });
+    expect((await h.req({ method: 'PUT', url: `/v1/nodes/${a}/states/power`, payload: { target: 'power on' } })).statusCode).toBe(202);
+    await h.settle();
+    const send = () => h!.req({ method: 'PUT', url: `/v1/nodes/${b}/states/power`, payload: { target: 'power on' }, headers: { 'idempotency-key': 'retry-me' } });
+    const refused = await send();
+    expectProblem(refused, 503, 'overloaded');
+    h.clock.advance(10_000);
+    await waitFor(() => pending() === 0, { what: 'the first power action finishes' });
+    const accepted = await send();
+    expect(accepted.statusCode, accepted.body).toBe(202);
+    expect(accepted.headers['idempotent-replayed']).toBeUndefined();
+    const replayed = await send();
+    expect(replayed.headers['idempotent-replayed']).toBe('true');
+    expect(replayed.json().id).toBe(accepted.json().id);
+  });
+
   it('derives Retry-After from the observed drain rate (fake clock: 3 tasks in 10 s → 0.3/s → 4 s)', async () => {
     h = await createHarness({ IRONCLAD_MAX_PENDING: '3' });
     // Power actions work from `enroll`, so no task finishes before the measurement starts.
@@ -177,3 +236,4 @@ describe('503 overloaded above IRONCLAD_MAX_PENDING', () => {
     expect(b2['pending_tasks']).toBe(3);
   });
 });
+

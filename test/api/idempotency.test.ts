@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHarness, type Harness } from '../support/harness.js';
 import { waitFor } from '../support/wait-for.js';
 
-const TOKENS = 'tok-a=acme:member,tok-b=beta:member';
+const TOKENS = 'tok-a=acme:member,tok-a2=acme:member,tok-b=beta:member';
 const RETENTION_S = 3600;
 
 function expectProblem(r: LightMyRequestResponse, status: number, code: string): Record<string, any> {
@@ -130,6 +130,18 @@ describe('Idempotency-Key', () => {
       expectProblem(await h.req({ method: 'DELETE', url: `/v1/nodes/${id}`, token: 'tok-a' }), 404, 'not_found');
     });
 
+    it('replays PATCH with the stored node view and ETag, not the current one', async () => {
+      const id = await h.enroll({ name: 'p1' }, 'tok-a');
+      const req = { method: 'PATCH' as const, url: `/v1/nodes/${id}`, payload: { name: 'p2' }, headers: key('patch-1'), token: 'tok-a' };
+      const first = await h.req(req);
+      expect(first.statusCode, first.body).toBe(200);
+      expect((await h.req({ method: 'PATCH', url: `/v1/nodes/${id}`, payload: { name: 'p3' }, token: 'tok-a' })).statusCode).toBe(200);
+      const again = await h.req(req);
+      expectReplay(first, again);
+      expect(again.json().name).toBe('p2');
+      expect((await h.node(id, 'tok-a')).name).toBe('p3');
+    });
+
     it('replays a 400 validation answer as stored', async () => {
       const payload = { driver: 'bogus', resource_class: 'x', extra: 1 };
       const first = await h.req({ method: 'POST', url: '/v1/nodes', payload, headers: key('bad-1'), token: 'tok-a' });
@@ -198,6 +210,13 @@ describe('Idempotency-Key', () => {
     expect((await h.req({ method: 'POST', url: '/v1/nodes', payload, headers: key('shared'), token: 'tok-b' })).json().id).toBe(b.json().id);
     expect(await nodeCount('tok-a')).toBe(1);
     expect(await nodeCount('tok-b')).toBe(1);
+  });
+
+  it('treats the principal as part of the request: another token of the same tenant gets 422', async () => {
+    const payload = { driver: 'fake', resource_class: 'baremetal' };
+    expect((await h.req({ method: 'POST', url: '/v1/nodes', payload, headers: key('mine'), token: 'tok-a' })).statusCode).toBe(201);
+    expectProblem(await h.req({ method: 'POST', url: '/v1/nodes', payload, headers: key('mine'), token: 'tok-a2' }), 422, 'idempotency_key_reused');
+    expect(await nodeCount()).toBe(1);
   });
 
   it('answers 409 idempotency_key_in_use while the first request is still being processed', async () => {

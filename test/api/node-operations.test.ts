@@ -259,12 +259,21 @@ describe('queues and coalescing', () => {
     const first = (await h.provision(id, 'deploy')).json();
     for (let i = 0; i < 4; i++) expect((await h.provision(id, 'deploy')).json()).toMatchObject({ id: first.id, coalesced: true });
     expect((await h.task(first.id)).coalesced_count).toBe(4);
-    const a = (await h.provision(id, 'rescue', { on_busy: 'queue', rescue_password: 'pw-a' })).json();
-    expect((await h.provision(id, 'rescue', { on_busy: 'queue', rescue_password: 'pw-a' })).json()).toMatchObject({ id: a.id, state: 'queued', coalesced: true, coalesced_count: 1 });
-    const b = (await h.provision(id, 'rescue', { on_busy: 'queue', rescue_password: 'pw-b' })).json();
+    const a = (await h.provision(id, 'rebuild', { on_busy: 'queue', configdrive: 'a' })).json();
+    expect((await h.provision(id, 'rebuild', { on_busy: 'queue', configdrive: 'a' })).json()).toMatchObject({ id: a.id, state: 'queued', coalesced: true, coalesced_count: 1 });
+    const b = (await h.provision(id, 'rebuild', { on_busy: 'queue', configdrive: 'b' })).json();
     expect(b.id).not.toBe(a.id);
     expect((await h.node(id)).queued_tasks.map((t: Json) => t.id)).toEqual([a.id, b.id]);
-    expect(a.params).toEqual({ rescue_password: '******' }); // secrets in parameters are never shown back
+  });
+
+  it('coalesces identical commands carrying a secret parameter, never showing the secret', async () => {
+    const id = await available({ fake_deploy_ms: 1_000 });
+    await h.provision(id, 'deploy');
+    const a = (await h.provision(id, 'rescue', { on_busy: 'queue', rescue_password: 'pw-a' })).json();
+    expect(a.params).toEqual({ rescue_password: '******' });
+    expect((await h.provision(id, 'rescue', { on_busy: 'queue', rescue_password: 'pw-a' })).json()).toMatchObject({ id: a.id, coalesced: true });
+    const b = (await h.provision(id, 'rescue', { on_busy: 'queue', rescue_password: 'pw-b' })).json();
+    expect(b.id).not.toBe(a.id);
     expect((await h.task(b.id)).params).toEqual({ rescue_password: '******' });
   });
 });

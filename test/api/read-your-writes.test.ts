@@ -122,6 +122,12 @@ describe('read-your-writes', () => {
       return r;
     }, 202, `/v1/tasks?resource_id=${id}`, (r) => items(r).some((t) => t.id === manage), 'query');
     expect((await h.task(manage)).state).toBe('running');
+    // A coalesced repeat changes the task (coalesced_count), so it has a position too.
+    await readYourWrite(async () => {
+      const r = await h.provision(id, 'manage');
+      expect(r.json()).toMatchObject({ id: manage, coalesced: true });
+      return r;
+    }, 202, `/v1/tasks?resource_id=${id}`, (r) => items(r).some((t) => t.id === manage && t.coalesced_count === 1));
 
     let power = '';
     await readYourWrite(async () => {

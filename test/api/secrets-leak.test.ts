@@ -3,11 +3,15 @@
  * sealed in events and shown as "******" everywhere — answers, lists, history, history at a
  * revision, task views, logs and the raw event log — through a whole lifecycle and a PATCH.
  */
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { createHarness, type Harness } from '../support/harness.js';
 import { createSecretBox, loadSecretKey } from '../../src/adapters/crypto/secret-box.js';
+import { openSecrets, redactSecrets, sealSecrets } from '../../src/domain/secrets.js';
+import type { NodesReadModel } from '../../src/app/read-models/nodes.js';
+import type { TasksReadModel } from '../../src/app/read-models/tasks.js';
 
 const TOKENS = 'tA=acme:member,tAdmin=ops:admin';
 const PASSWORD = 'pw-SECRET-123';
@@ -81,6 +85,11 @@ describe('secrets in driver_info through a whole lifecycle', () => {
       tasks: tasksOne.join('\n'),
       logs: h.logs.join(''),
       store: JSON.stringify(await h.store.readAll()),
+      // The read models (SQLite rows: node states with their tasks, task records).
+      readModels: JSON.stringify([
+        (h.ic.internals['nodesRM'] as NodesReadModel).allLive(),
+        (h.ic.internals['tasksRM'] as TasksReadModel).list({}, 1000, null),
+      ]),
     };
   }
 
@@ -200,5 +209,35 @@ describe('secrets in driver_info through a whole lifecycle', () => {
     expect(t.params.rescue_password).toBe('******');
     await driveUntil('rescue');
     expectNoClearSecret(await everything(), ALL_SECRETS);
+  });
+});
+
+describe('sealing, redacting and opening driver_info', () => {
+  const box = createSecretBox(randomBytes(32));
+  const info = {
+    ipmi_address: '10.0.0.5', ipmi_password: PASSWORD, port: 623,
+    redfish: { address: 'https://bmc', auth: { password: NESTED_SECRET, user: 'u' } },
+    tokens: [API_TOKEN], keys: [{ name: 'k', secret: 's-SECRET-1' }], empty_password: null,
+  };
+
+  it('seals every secret at any depth, and opens back to the original for drivers', () => {
+    const sealed = sealSecrets(info, box);
+    const text = JSON.stringify(sealed);
+    for (const s of [PASSWORD, NESTED_SECRET, API_TOKEN, 's-SECRET-1']) expect(text).not.toContain(s);
+    expect(sealed['ipmi_address']).toBe('10.0.0.5');
+    expect((sealed['redfish'] as any).auth.user).toBe('u');
+    expect(openSecrets(sealed, box)).toEqual(info);
+    // Sealing twice changes nothing (PATCH merges sealed values with new ones).
+    expect(sealSecrets(sealed, box)).toEqual(sealed);
+  });
+
+  it('redacts every secret at any depth, sealed or not', () => {
+    const expected = {
+      ipmi_address: '10.0.0.5', ipmi_password: '******', port: 623,
+      redfish: { address: 'https://bmc', auth: { password: '******', user: 'u' } },
+      tokens: '******', keys: [{ name: 'k', secret: '******' }], empty_password: '******',
+    };
+    expect(redactSecrets(sealSecrets(info, box))).toEqual(expected);
+    expect(redactSecrets(info)).toEqual(expected);
   });
 });

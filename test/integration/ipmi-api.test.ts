@@ -189,7 +189,10 @@ suite('an ipmi node through the API, against ipmi_sim', () => {
       await sync();
       expect(await h!.node(id)).toMatchObject({ maintenance: false, maintenance_reason: null, fault: null });
       const types = await typesOf(id);
-      expect(types.slice(types.lastIndexOf('PowerSyncFailed') + 1)).toEqual(['PowerSyncRecovered', 'MaintenanceUnset']);
+      // The first read that succeeds also records the power state, never read before (null).
+      expect(types.slice(types.lastIndexOf('PowerSyncFailed') + 1)).toEqual([
+        'MaintenanceSet', 'TaskFinished', 'PowerSyncRecovered', 'MaintenanceUnset', 'PowerStateObserved',
+      ]);
 
       // The running clean was never disturbed: it finishes, and the node can deploy again.
       await h!.driveUntil(id, 'available', { stepMs: 1_000 });

@@ -1,7 +1,7 @@
 /**
  * Given/when/then for the node decider (style.md habit 6):
  *
- *   given(history.deploying()).when(cmd.stepDone()).then(['OperationSucceeded', 'TaskFinished']);
+ *   given(history.deploying()).when(cmd.step('deploy', done)).then(['OperationSucceeded', 'TaskFinished']);
  *   given(history.deploying()).when(cmd.provision('manage')).thenThrows('invalid_state', { allowed_actions: [] });
  *
  * `given` folds recorded events through `evolveNode` (revisions 0, 1, 2..., one fixed time), and

@@ -281,7 +281,7 @@ describe('snapshots', () => {
     const store = createMemoryEventStore();
     const snapshots = createMemorySnapshotStore();
     const model: EntityModel<NodeState> = { entityType: 'node', initial: initialNodeState, evolve: evolveNode, snapshotVersion: 1 };
-    const { runtime, clock } = setup<NodeState>({ store, snapshots, model, snapshotEvery: 7 });
+    const { runtime, clock } = setup<NodeState>({ store, snapshots, model, snapshotEvery: 5 });
     const send = async (command: (s: NodeState) => NodeCommand): Promise<NodeState> => {
       const ctx = { ...decideContext({ now: clock.now() }), newId: createSequentialIds(`g${clock.now()}`).next };
       const res = await runtime.execute<DecideResult>('n1', (s) => {

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { NodeEvent } from '../../machines/node/node.events.js';
+import type { NodeCommand } from '../../src/domain/node/commands.js';
 import { MAINTENANCE_REFUSED_VERBS } from '../../machines/node/node.model.js';
 import {
   at, atEvent, cmd, completed, done, ENROLL_DATA, ev, failOutcome, given, history, holdOutcome, queued, started, waitOutcome,
@@ -368,6 +369,14 @@ describe('ReportStepOutcome', () => {
     given(history.waitCallBack()).when(cmd.step('deploy', done)).thenIgnored();
   });
 
+  it('changes nothing when the same outcome arrives twice (at-least-once delivery)', () => {
+    for (const outcome of [done, failOutcome(), waitOutcome, holdOutcome]) {
+      const first = given(history.deploying()).when(cmd.step('deploy', outcome)).decide();
+      expect(first.events.length).toBeGreaterThan(0);
+      given([...history.deploying(), ...first.events]).when(cmd.step('deploy', outcome)).thenIgnored();
+    }
+  });
+
   it('fails the operation when the driver asks to wait in a state that cannot wait', () => {
     const d = given(history.verifying()).when(cmd.step('manage', waitOutcome)).then([
       { type: 'OperationFailed', data: { event: 'fail', from: 'verifying', to: 'enroll', error: { code: 'driver_error', message: expect.stringContaining('cannot wait') } } },
@@ -471,6 +480,13 @@ describe('ExpireDeadline', () => {
     given(history.waitCallBack()).when(cmd.expire('op-deploy', atEvent(3600))).thenIgnored(); // the step's, replaced by the callback's
     given(history.deploying()).when(cmd.expire('op-other', atEvent(3600))).thenIgnored();
     given(history.active()).when(cmd.expire('op-deploy', atEvent(3600))).thenIgnored();
+  });
+
+  it('ignores the hold deadline once unhold has set the callback deadline', () => {
+    const unheld = given(history.deployHold()).when(cmd.provision('unhold')).decide();
+    const g = given([...history.deployHold(), ...unheld.events]);
+    g.when(cmd.expire('op-deploy', atEvent(86400))).thenIgnored();
+    g.when(cmd.expire('op-deploy', at(1800))).then([{ type: 'OperationFailed', data: { from: 'wait call-back', error: { code: 'deadline_expired' } } }, 'TaskFinished']);
   });
 
   it('fails a power action that overran its deadline and frees the node', () => {
@@ -670,5 +686,22 @@ describe('SetMaintenance / UnsetMaintenance', () => {
     const d = given(inMaintenance(history.active())).when(cmd.unsetMaintenance()).then([{ type: 'MaintenanceUnset', data: { fault_cleared: null } }]);
     expect(d.state).toMatchObject({ maintenance: false, maintenance_reason: null });
     given(history.active()).when(cmd.unsetMaintenance()).then([]);
+  });
+});
+
+describe('RecordCallbackAttempt', () => {
+  const attempt: NodeCommand = {
+    type: 'RecordCallbackAttempt', task_id: 'task-deploy', attempt: 2, outcome: 'failed', final: false,
+    status_code: 502, error: 'bad gateway', next_attempt_at: at(60),
+  };
+
+  it('records the delivery attempt of a finished task without touching the node', () => {
+    const g = given(history.active());
+    const d = g.when(attempt).then([{ type: 'CallbackAttempted', data: { task_id: 'task-deploy', attempt: 2, outcome: 'failed', next_attempt_at: at(60) } }]);
+    expect({ ...d.state, revision: 0, updated_at: null }).toEqual({ ...g.state, revision: 0, updated_at: null });
+  });
+
+  it('records attempts even after the node record was deleted', () => {
+    given([...history.available(), { type: 'NodeDeleted', data: {} }]).when(attempt).then(['CallbackAttempted']);
   });
 });

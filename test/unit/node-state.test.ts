@@ -77,9 +77,7 @@ describe('last_error', () => {
     expect(foldNode(power).last_error).toBe('BMC said no');
   });
 
-  it.each([
-    ['deploy', 'deploy failed'], ['rebuild', 'deploy failed'],
-  ] as const)('is cleared when %s starts from %s', (verb) => {
+  it.each(['deploy', 'active', 'rebuild'] as const)('is cleared when %s starts again from deploy failed', (verb) => {
     const failed = failedIn(history.deploying(), 'deploy', 'deploying');
     const s = foldNode([...failed, ev.taskCreated('task-again', verb), ev.actionStarted('task-again', 'op-again', verb, 'deploy failed')]);
     expect(s.last_error).toBeNull();

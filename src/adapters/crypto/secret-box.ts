@@ -4,7 +4,7 @@
  * Why encryption and not a separate secret table: the sealed value travels with the event, so
  * KurrentDB mode and replay need nothing extra, and a leaked log holds no clear secret.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { SecretBox } from '../../ports/secrets.js';
 
@@ -12,7 +12,9 @@ const PREFIX = 'v1:';
 
 export function createSecretBox(key: Buffer): SecretBox {
   if (key.length !== 32) throw new Error('secret key must be 32 bytes (64 hex characters)');
+  const digestKey = createHmac('sha256', key).update('ironclad-digest-v1').digest();
   return {
+    digest: (plain) => createHmac('sha256', digestKey).update(plain, 'utf8').digest('base64url'),
     seal(plain) {
       const iv = randomBytes(12);
       const c = createCipheriv('aes-256-gcm', key, iv);

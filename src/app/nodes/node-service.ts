@@ -134,7 +134,9 @@ export function createNodeService(deps: NodeServiceDeps) {
     },
     async command(principal: Principal, idOrName: string, command: NodeCommand, meta: RequestMeta): Promise<CommandOutcome> {
       requireActor(principal);
-      return send(principal, (await resolve(principal, idOrName)).id, command, meta);
+      // Command parameters may carry secrets (rescue_password): they are stored sealed, like driver_info.
+      const sealed = command.type === 'RequestProvision' ? { ...command, params: sealSecrets(command.params, box) } : command;
+      return send(principal, (await resolve(principal, idOrName)).id, sealed, meta);
     },
     /** The actor's current state (authoritative), for a principal allowed to see it. */
     current: resolve,

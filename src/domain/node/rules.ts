@@ -72,6 +72,8 @@ export function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
   if (value && typeof value === 'object') {
     const o = value as Record<string, unknown>;
+    // A sealed secret compares by its keyed digest (the ciphertext differs on every seal).
+    if (typeof o['$sealed'] === 'string' && typeof o['$digest'] === 'string') return JSON.stringify({ $digest: o['$digest'] });
     return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
   }
   return JSON.stringify(value);

@@ -9,7 +9,7 @@ import { nodeView } from '../../app/nodes/node-view.js';
 import { eventEnvelope, replayNode } from '../../app/nodes/replay.js';
 import { streamName } from '../../runtime/actor-runtime.js';
 import type { HttpDeps } from '../context.js';
-import { checkBacklog, checkCallbackUrl, meta, sendTask } from '../helpers.js';
+import { checkCallbackUrl, meta, runAdmitted, sendTask } from '../helpers.js';
 import {
   CreateNodeBody, EventEnvelope, HeartbeatBody, HistoryQuery, IdParams, MaintenanceBody, Node, NodeListQuery, page, PatchNodeBody,
   PowerBody, Problem, ProvisionBody, ReadQuery, RevisionParams, Task,
@@ -85,20 +85,18 @@ export async function nodeRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
     const { target, on_busy, callback_url, ...params } = req.body;
     if (!isApiVerb(target)) throw errors.unknownAction(target, Object.keys(API_VERBS));
     await checkCallbackUrl(deps, callback_url);
-    checkBacklog(deps);
-    const out = await svc.command(req.principal, req.params.id, {
+    const out = await runAdmitted(deps, () => svc.command(req.principal, req.params.id, {
       type: 'RequestProvision', verb: target, params, on_busy: on_busy ?? 'reject', callback_url: callback_url ?? null, task_id: deps.ids.next(),
-    }, meta(req));
+    }, meta(req)));
     return sendTask(deps, req, reply, out.task!, { coalesced: out.coalesced, position: out.position });
   });
 
   app.put('/v1/nodes/:id/states/power', { schema: { tags, summary: 'Request a power action', params: IdParams, body: PowerBody, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
     const b = req.body;
     await checkCallbackUrl(deps, b.callback_url);
-    checkBacklog(deps);
-    const out = await svc.command(req.principal, req.params.id, {
+    const out = await runAdmitted(deps, () => svc.command(req.principal, req.params.id, {
       type: 'RequestPower', target: b.target, timeout_s: b.timeout ?? null, on_busy: b.on_busy ?? 'reject', callback_url: b.callback_url ?? null, task_id: deps.ids.next(),
-    }, meta(req));
+    }, meta(req)));
     return sendTask(deps, req, reply, out.task!, { coalesced: out.coalesced, position: out.position });
   });
 

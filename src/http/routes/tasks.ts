@@ -15,8 +15,17 @@ const tags = ['tasks'];
 export async function taskRoutes(scope: FastifyInstance, deps: HttpDeps): Promise<void> {
   const app = scope.withTypeProvider<ZodTypeProvider>();
 
-  const visibleTask = (principal: Parameters<typeof canSee>[0], id: string) => {
-    const t = deps.tasksRM.get(id);
+  /**
+   * A task the principal may see. A task created a moment ago may not be projected yet (the 202
+   * comes right after the append): before answering 404, wait briefly for the read models to
+   * reach the log's head, so following `Location` right away works.
+   */
+  const visibleTask = async (principal: Parameters<typeof canSee>[0], id: string) => {
+    let t = deps.tasksRM.get(id);
+    if (!t) {
+      const head = await deps.store.headPosition();
+      if (head !== null && (await deps.projector.waitFor(head, 2000))) t = deps.tasksRM.get(id);
+    }
     if (!t || !canSee(principal, t.owner)) throw errors.notFound('Task', id);
     return t;
   };
@@ -31,7 +40,7 @@ export async function taskRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
 
   app.get('/v1/tasks/:id', { schema: { tags, summary: 'Show a task (200 terminal, 202 not yet; honours Prefer: wait=N)', params: IdParams, querystring: ReadQuery, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
     await caughtUp(deps, req, req.query.min_position);
-    let t = visibleTask(req.principal, req.params.id);
+    let t = await visibleTask(req.principal, req.params.id);
     const wait = preferWait(req);
     if (wait !== null) {
       reply.header('Preference-Applied', `wait=${wait}`);
@@ -42,7 +51,7 @@ export async function taskRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
   });
 
   app.post('/v1/tasks/:id/cancel', { schema: { tags, summary: 'Cancel a queued task, or abort a waiting/held operation', params: IdParams, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
-    const t = visibleTask(req.principal, req.params.id);
+    const t = await visibleTask(req.principal, req.params.id);
     if (isTerminal(t.state)) throw errors.notCancellable(`Task ${t.id} is already ${t.state}.`, t.state);
     if (t.resource_type !== 'node') throw errors.notCancellable(`Task ${t.id} cannot be cancelled here.`, t.state);
     const out = await deps.nodes.command(req.principal, t.resource_id, { type: 'CancelTask', task_id: t.id, abort_task_id: deps.ids.next() }, meta(req));

@@ -1,0 +1,99 @@
+/**
+ * `ironclad demo --ipmi N` as a newcomer runs it: the built CLI in its own process starts real
+ * simulated BMCs and an Ironclad enrolled with them; a power action through the API reaches the
+ * BMC; SIGTERM stops everything and leaves no ipmi_sim process or temporary file behind.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { hasIpmiSim } from '../support/ipmi-sim.js';
+import { CLI, REPO_ROOT, childEnv, freePort } from '../support/server-process.js';
+import { waitFor } from '../support/wait-for.js';
+
+const INSTALL_HINT = 'ipmi_sim not installed: apt-get install -y openipmi ipmitool';
+const available = hasIpmiSim();
+const required = process.env['CI'] === 'true';
+if (!available && !required) console.warn(`skipping the demo test: ${INSTALL_HINT}`);
+const suite = available || required ? describe : describe.skip;
+
+interface Demo {
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+function startDemo(args: string[]): Demo {
+  const child = spawn(process.execPath, [CLI, 'demo', ...args], { cwd: REPO_ROOT, env: childEnv({}), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
+  return { output: () => out, exited, kill: (s) => void child.kill(s) };
+}
+
+/** Ids of live processes running ipmi_sim whose command line names one of `dirs`. */
+function ipmiSimsUsing(dirs: string[]): number[] {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      return cmd[0]?.endsWith('ipmi_sim') && dirs.some((d) => cmd.includes(d)) ? [Number(p)] : [];
+    } catch {
+      return []; // the process ended while we looked
+    }
+  });
+}
+
+suite('ironclad demo --ipmi', () => {
+  let demo: Demo | null = null;
+  afterEach(async () => {
+    if (demo) {
+      demo.kill('SIGKILL');
+      await demo.exited;
+    }
+    demo = null;
+  });
+
+  it('runs simulated BMCs and an Ironclad that powers them, and cleans everything up on SIGTERM', { timeout: 90_000 }, async () => {
+    if (!available) throw new Error(`CI=true requires the ipmi simulator: ${INSTALL_HINT}`);
+    const port = await freePort();
+    const d = (demo = startDemo(['--ipmi', '2', '--port', String(port)]));
+    await waitFor(() => /Ironclad demo ready at (\S+)/.test(d.output()) || /ironclad demo: /.test(d.output()), {
+      timeoutMs: 30_000, what: 'the demo to print its ready line',
+    });
+    const out = d.output();
+    const base = /Ironclad demo ready at (\S+)/.exec(out)?.[1];
+    expect(base, out).toBe(`http://127.0.0.1:${port}`);
+    const nodes = [...out.matchAll(/^ {2}(demo-\d+) {2}id (\S+) {2}BMC 127\.0\.0\.1:(\d+) {2}ipmi_sim pid (\d+) {2}state (\S+)$/gm)]
+      .map((m) => ({ name: m[1]!, id: m[2]!, pid: Number(m[4]), stateDir: m[5]! }));
+    expect(nodes.map((n) => n.name), out).toEqual(['demo-1', 'demo-2']);
+    const dataDir = /data in (\S+)\)/.exec(out)?.[1];
+    expect(dataDir && existsSync(dataDir)).toBe(true);
+    expect(ipmiSimsUsing(nodes.map((n) => n.stateDir)).sort()).toEqual(nodes.map((n) => n.pid).sort());
+
+    const listed = await (await fetch(`${base}/v1/nodes`)).json();
+    expect(listed.items.map((n: any) => [n.name, n.driver, n.driver_info.ipmi_password])).toEqual([['demo-1', 'ipmi', '******'], ['demo-2', 'ipmi', '******']]);
+
+    const put = await fetch(`${base}/v1/nodes/${nodes[0]!.id}/states/power`, {
+      method: 'PUT', headers: { 'content-type': 'application/json', prefer: 'wait=20' }, body: JSON.stringify({ target: 'power on' }),
+    });
+    expect(await put.json()).toMatchObject({ action: 'power on', state: 'succeeded' });
+    expect(await (await fetch(`${base}/v1/nodes/demo-1`)).json()).toMatchObject({ power_state: 'power on', target_power_state: null });
+    expect(readFileSync(`${nodes[0]!.stateDir}/power`, 'utf8').trim()).toBe('1');
+    await waitFor(() => d.output().includes('demo-1: power action done, now power on'), { what: 'the demo to print the power event' });
+
+    d.kill('SIGTERM');
+    expect(await d.exited, d.output()).toEqual({ code: 0, signal: null });
+    demo = null;
+    expect(d.output()).toContain('SIGTERM received');
+    expect(ipmiSimsUsing(nodes.map((n) => n.stateDir)), 'ipmi_sim processes left running').toEqual([]);
+    for (const n of nodes) expect(() => process.kill(n.pid, 0), `pid ${n.pid}`).toThrow();
+    expect(nodes.filter((n) => existsSync(n.stateDir)), 'BMC directories left behind').toEqual([]);
+    expect(existsSync(dataDir!), 'temporary data directory left behind').toBe(false);
+  });
+
+  it('refuses a bad BMC count with its usage', async () => {
+    const d = (demo = startDemo(['--ipmi', 'zero']));
+    expect(await d.exited).toEqual({ code: 2, signal: null });
+    expect(d.output()).toMatch(/--ipmi must be a whole number from 1 to 50\nusage: ironclad demo/);
+  });
+});
