@@ -34,7 +34,7 @@ const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** A running in-process Ironclad on a temp dir, and helpers that drive one node through it. */
 async function service(dir: string) {
-  const config = parseConfig({ IRONCLAD_DATA_DIR: dir, IRONCLAD_LOG_LEVEL: 'warn', IRONCLAD_POWER_SYNC_S: '0' });
+  const config = parseConfig({ IRONCLAD_DATA_DIR: dir, IRONCLAD_LOG_LEVEL: 'error', IRONCLAD_POWER_SYNC_S: '0' });
   const ic = await createIronclad({ config });
   await ic.start();
   const nodes = ic.internals['nodes'] as any;

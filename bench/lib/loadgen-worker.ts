@@ -176,7 +176,7 @@ async function runOpen(spec: OpenRun): Promise<OpenResult> {
     }
   }
   const gen = genStats(wall0, cpu0, late);
-  await Promise.all([pool.close(), lagPool?.close()]);
+  await Promise.all([pool.destroy(), lagPool?.destroy()]);
   return { mode: 'open', phases: results, ...(lagPool ? { lag: summarize(lagHist), lagErrors } : {}), gen };
 }
 
@@ -244,11 +244,14 @@ async function runLifecycle(spec: LifecycleRun): Promise<LifecycleResult> {
   res.latency = summarize(all);
   for (const [v, h] of Object.entries(perVerb)) res.verbLatency[v] = summarize(h);
   res.gen = genStats(t0, cpu0, 0);
-  await pool.close();
+  await pool.destroy();
   return res;
 }
 
 process.once('message', (spec: RunSpec) => {
+  // undici unrefs idle sockets and the IPC channel is unref'd once this listener is gone: keep
+  // the process alive until the answer is sent (the parent then ends it).
+  setInterval(() => undefined, 1000);
   const run = spec.mode === 'open' ? runOpen(spec) : runLifecycle(spec);
   run.then(
     (result) => process.send!({ ok: true, result }),

@@ -139,3 +139,15 @@ export const HistoryQuery = z.strictObject({
   from_revision: z.coerce.number().int().min(0).default(0), limit: Limit, min_position: MinPosition,
 });
 export const ReadQuery = z.strictObject({ min_position: MinPosition });
+
+/** Problem answers every authenticated route may give (documented once, used by every route). */
+export const commonErrors = { 400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 413: Problem, 422: Problem, 429: Problem, 503: Problem };
+
+/** The conventions of api.md, in words, for the OpenAPI description of write routes. */
+export const WRITE_CONVENTIONS = [
+  'Headers: `Idempotency-Key` (same key + same request within 24 h → the stored answer with `Idempotent-Replayed: true`;',
+  'different request → 422 `idempotency_key_reused`; still running → 409 `idempotency_key_in_use`).',
+  '`Prefer: wait=N` (N ≤ 60) holds the answer until the task is terminal (200) or N s pass (202); `Preference-Applied` echoes it.',
+  'Every answer that changed something carries `Ironclad-Position`; send it back on a GET (or `?min_position=`) to read your write.',
+  '429 `rate_limited` and 503 `overloaded` carry `Retry-After`.',
+].join(' ');

@@ -18,6 +18,8 @@ const suite = available || required ? describe : describe.skip;
 
 interface Demo {
   output(): string;
+  /** True once the process has exited. */
+  ended(): boolean;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal: NodeJS.Signals): void;
 }
@@ -27,8 +29,12 @@ function startDemo(args: string[]): Demo {
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (out += c));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => res({ code, signal })));
-  return { output: () => out, exited, kill: (s) => void child.kill(s) };
+  let ended = false;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.once('exit', (code, signal) => {
+    ended = true;
+    res({ code, signal });
+  }));
+  return { output: () => out, ended: () => ended, exited, kill: (s) => void child.kill(s) };
 }
 
 /** Ids of live processes running ipmi_sim whose command line names one of `dirs`. */
@@ -57,8 +63,10 @@ suite('ironclad demo --ipmi', () => {
     if (!available) throw new Error(`CI=true requires the ipmi simulator: ${INSTALL_HINT}`);
     const port = await freePort();
     const d = (demo = startDemo(['--ipmi', '2', '--port', String(port)]));
-    await waitFor(() => /Ironclad demo ready at (\S+)/.test(d.output()) || /ironclad demo: /.test(d.output()), {
+    await waitFor(() => /Ironclad demo ready at (\S+)/.test(d.output()) || d.ended(), {
       timeoutMs: 30_000, what: 'the demo to print its ready line',
+    }).catch((e: Error) => {
+      throw new Error(`${e.message}\n${d.output()}`);
     });
     const out = d.output();
     const base = /Ironclad demo ready at (\S+)/.exec(out)?.[1];

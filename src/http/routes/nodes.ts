@@ -13,10 +13,11 @@ import { checkCallbackUrl, meta, runAdmitted, sendTask } from '../helpers.js';
 import {
   CreateNodeBody, EventEnvelope, HeartbeatBody, HistoryQuery, IdParams, MaintenanceBody, Node, NodeListQuery, page, PatchNodeBody,
   PowerBody, Problem, ProvisionBody, ReadQuery, RevisionParams, Task,
+  commonErrors, WRITE_CONVENTIONS,
 } from '../schemas.js';
 import { caughtUp } from './read-your-writes.js';
 
-const errs = { 400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 503: Problem };
+const errs = commonErrors;
 const tags = ['nodes'];
 
 function ifMatch(req: FastifyRequest): number | null {
@@ -31,7 +32,7 @@ export async function nodeRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
   const app = scope.withTypeProvider<ZodTypeProvider>();
   const svc = deps.nodes;
 
-  app.post('/v1/nodes', { schema: { tags, summary: 'Enroll a node', body: CreateNodeBody, response: { 201: Node, ...errs } } }, async (req, reply) => {
+  app.post('/v1/nodes', { schema: { tags, summary: 'Enroll a node', description: WRITE_CONVENTIONS, body: CreateNodeBody, response: { 201: Node, ...errs } } }, async (req, reply) => {
     const b = req.body;
     const out = await svc.enroll(req.principal, {
       name: b.name ?? null, driver: b.driver, driver_info: b.driver_info, resource_class: b.resource_class,
@@ -60,7 +61,7 @@ export async function nodeRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
     return nodeView(s);
   });
 
-  app.patch('/v1/nodes/:id', { schema: { tags, summary: 'Change a node (JSON merge patch)', params: IdParams, body: PatchNodeBody, response: { 200: Node, 412: Problem, ...errs } } }, async (req, reply) => {
+  app.patch('/v1/nodes/:id', { schema: { tags, summary: 'Change a node (JSON merge patch)', description: WRITE_CONVENTIONS, params: IdParams, body: PatchNodeBody, response: { 200: Node, 412: Problem, ...errs } } }, async (req, reply) => {
     const b = req.body;
     const current = await svc.resolve(req.principal, req.params.id);
     const changes: Record<string, unknown> = {};
@@ -75,13 +76,13 @@ export async function nodeRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
     return nodeView(out.state);
   });
 
-  app.delete('/v1/nodes/:id', { schema: { tags, summary: 'Delete a node record', params: IdParams, response: { ...errs } } }, async (req, reply) => {
+  app.delete('/v1/nodes/:id', { schema: { tags, summary: 'Delete a node record', description: WRITE_CONVENTIONS, params: IdParams, response: { ...errs } } }, async (req, reply) => {
     const out = await svc.remove(req.principal, req.params.id, meta(req));
     if (out.position) reply.header('Ironclad-Position', out.position);
     return reply.code(204).send(undefined as never);
   });
 
-  app.put('/v1/nodes/:id/states/provision', { schema: { tags, summary: 'Request a provision action', params: IdParams, body: ProvisionBody, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
+  app.put('/v1/nodes/:id/states/provision', { schema: { tags, summary: 'Request a provision action', description: WRITE_CONVENTIONS, params: IdParams, body: ProvisionBody, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
     const { target, on_busy, callback_url, ...params } = req.body;
     if (!isApiVerb(target)) throw errors.unknownAction(target, Object.keys(API_VERBS));
     await checkCallbackUrl(deps, callback_url);
@@ -91,7 +92,7 @@ export async function nodeRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
     return sendTask(deps, req, reply, out.task!, { coalesced: out.coalesced, position: out.position });
   });
 
-  app.put('/v1/nodes/:id/states/power', { schema: { tags, summary: 'Request a power action', params: IdParams, body: PowerBody, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
+  app.put('/v1/nodes/:id/states/power', { schema: { tags, summary: 'Request a power action', description: WRITE_CONVENTIONS, params: IdParams, body: PowerBody, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
     const b = req.body;
     await checkCallbackUrl(deps, b.callback_url);
     const out = await runAdmitted(deps, () => svc.command(req.principal, req.params.id, {
@@ -100,13 +101,13 @@ export async function nodeRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
     return sendTask(deps, req, reply, out.task!, { coalesced: out.coalesced, position: out.position });
   });
 
-  app.put('/v1/nodes/:id/maintenance', { schema: { tags, summary: 'Put a node into maintenance', params: IdParams, body: MaintenanceBody.nullish(), response: { 200: Node, ...errs } } }, async (req, reply) => {
+  app.put('/v1/nodes/:id/maintenance', { schema: { tags, summary: 'Put a node into maintenance', description: WRITE_CONVENTIONS, params: IdParams, body: MaintenanceBody.nullish(), response: { 200: Node, ...errs } } }, async (req, reply) => {
     const out = await svc.command(req.principal, req.params.id, { type: 'SetMaintenance', reason: req.body?.reason ?? null }, meta(req));
     if (out.position) reply.header('Ironclad-Position', out.position);
     return nodeView(out.state);
   });
 
-  app.delete('/v1/nodes/:id/maintenance', { schema: { tags, summary: 'Take a node out of maintenance', params: IdParams, response: { 200: Node, ...errs } } }, async (req, reply) => {
+  app.delete('/v1/nodes/:id/maintenance', { schema: { tags, summary: 'Take a node out of maintenance', description: WRITE_CONVENTIONS, params: IdParams, response: { 200: Node, ...errs } } }, async (req, reply) => {
     const out = await svc.command(req.principal, req.params.id, { type: 'UnsetMaintenance' }, meta(req));
     if (out.position) reply.header('Ironclad-Position', out.position);
     return nodeView(out.state);
@@ -129,7 +130,7 @@ export async function nodeRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
     return { revision: req.params.revision, ...last };
   });
 
-  app.post('/v1/heartbeat/:id', { schema: { tags, summary: 'Agent callback for a node waiting in a "* wait" state', params: IdParams, body: HeartbeatBody, response: { 202: z.object({ status: z.string(), provision_state: z.string() }), ...errs } } }, async (req, reply) => {
+  app.post('/v1/heartbeat/:id', { schema: { tags, summary: 'Agent callback for a node waiting in a "* wait" state', description: WRITE_CONVENTIONS, params: IdParams, body: HeartbeatBody, response: { 202: z.object({ status: z.string(), provision_state: z.string() }), ...errs } } }, async (req, reply) => {
     const out = await svc.command(req.principal, req.params.id, { type: 'Heartbeat', status: req.body.status, message: req.body.message ?? null }, meta(req));
     if (out.position) reply.header('Ironclad-Position', out.position);
     return reply.code(202).send({ status: req.body.status, provision_state: out.state.provision_state });

@@ -6,10 +6,10 @@ import { canSee } from '../../domain/principal.js';
 import { isTerminal, taskView } from '../../domain/tasks.js';
 import type { HttpDeps } from '../context.js';
 import { awaitTerminal, meta, preferWait, sendTask } from '../helpers.js';
-import { IdParams, page, Problem, ReadQuery, Task, TaskListQuery } from '../schemas.js';
+import { commonErrors, IdParams, page, ReadQuery, Task, TaskListQuery, WRITE_CONVENTIONS } from '../schemas.js';
 import { caughtUp } from './read-your-writes.js';
 
-const errs = { 400: Problem, 401: Problem, 403: Problem, 404: Problem, 409: Problem, 503: Problem };
+const errs = commonErrors;
 const tags = ['tasks'];
 
 export async function taskRoutes(scope: FastifyInstance, deps: HttpDeps): Promise<void> {
@@ -50,7 +50,7 @@ export async function taskRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
     return taskView(t);
   });
 
-  app.post('/v1/tasks/:id/cancel', { schema: { tags, summary: 'Cancel a queued task, or abort a waiting/held operation', params: IdParams, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
+  app.post('/v1/tasks/:id/cancel', { schema: { tags, summary: 'Cancel a queued task, or abort a waiting/held operation', description: WRITE_CONVENTIONS, params: IdParams, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
     const t = await visibleTask(req.principal, req.params.id);
     if (isTerminal(t.state)) throw errors.notCancellable(`Task ${t.id} is already ${t.state}.`, t.state);
     if (t.resource_type !== 'node') throw errors.notCancellable(`Task ${t.id} cannot be cancelled here.`, t.state);

@@ -1,0 +1,51 @@
+/**
+ * The bus contract on NATS JetStream, against a real `nats-server -js` started for this suite
+ * (free loopback port, temporary store). Each test gets fresh streams: the fixture deletes them
+ * after the test, and the next bus sets them up again from deploy/nats (idempotent setup).
+ */
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { pino } from 'pino';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { createNatsBus } from '../../src/adapters/nats/bus.js';
+import { NATS_DEFINITIONS } from '../../src/adapters/nats/definitions.js';
+import type { Bus } from '../../src/ports/bus.js';
+import { natsServerOrSkip, startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { busContract } from './bus.contract.js';
+
+if (natsServerOrSkip('bus contract (JetStream)')) {
+  let server: NatsServer;
+  beforeAll(async () => {
+    server = await startNatsServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  busContract('JetStream', async (t) => {
+    const open = (): Promise<Bus> => createNatsBus({
+      servers: server.url, log: pino({ level: 'silent' }),
+      tuning: { workAckWaitMs: t.ackWaitMs, workMaxDeliver: t.maxDeliver, commandAckWaitMs: t.ackWaitMs, commandMaxDeliver: t.maxDeliver },
+    });
+    const clients: Bus[] = [await open()];
+    return {
+      bus: clients[0]!,
+      peer: async () => {
+        const c = await open();
+        clients.push(c);
+        return c;
+      },
+      async cleanup() {
+        await Promise.all(clients.map((c) => c.close()));
+        const nc = await connect({ servers: server.url });
+        const jsm = await jetstreamManager(nc);
+        for (const s of Object.values(NATS_DEFINITIONS.streams)) await jsm.streams.delete(s.name).catch(() => false);
+        await nc.close();
+      },
+    };
+  });
+} else {
+  describe.skip('Bus contract: JetStream', () => {
+    it('needs nats-server', () => undefined);
+  });
+}
