@@ -32,8 +32,12 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
   const base = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: deps.config.IRONCLAD_BODY_LIMIT,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => `req-${deps.ids.next()}`,
+    requestIdHeader: false,
+    // A client's X-Request-Id is kept when it is a sane token, else replaced (it goes into logs and events).
+    genReqId: (req) => {
+      const sent = req.headers['x-request-id'];
+      return typeof sent === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(sent) ? sent : `req-${deps.ids.next()}`;
+    },
     routerOptions: { ignoreTrailingSlash: true },
   });
   const app = base.withTypeProvider<ZodTypeProvider>();

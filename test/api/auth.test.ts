@@ -91,7 +91,7 @@ describe('roles', () => {
   });
   afterAll(async () => h.close());
 
-  const commands = (): { what: string; method: 'POST' | 'PATCH' | 'DELETE' | 'PUT'; url: string; payload?: unknown }[] => [
+  const commands = (): { what: string; method: 'POST' | 'PATCH' | 'DELETE' | 'PUT'; url: string; payload?: Record<string, unknown> }[] => [
     { what: 'enroll', method: 'POST', url: '/v1/nodes', payload: { driver: 'fake', resource_class: 'rc' } },
     { what: 'patch', method: 'PATCH', url: `/v1/nodes/${nodeId}`, payload: { traits: ['CUSTOM_X'] } },
     { what: 'delete', method: 'DELETE', url: `/v1/nodes/${nodeId}` },

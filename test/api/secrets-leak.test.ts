@@ -160,8 +160,8 @@ describe('secrets in driver_info through a whole lifecycle', () => {
   it('stores them sealed (not dropped): the raw event opens to the clear value with the data dir key', async () => {
     const raw = (await h.store.readStream(`node-${id}`))[0]!;
     const info = raw.data['driver_info'] as Record<string, any>;
-    expect(info['ipmi_password']).toEqual({ $sealed: expect.stringMatching(/^v1:/) });
-    expect(info['api_token']).toEqual({ $sealed: expect.stringMatching(/^v1:/) });
+    expect(info['ipmi_password']).toMatchObject({ $sealed: expect.stringMatching(/^v1:/) });
+    expect(info['api_token']).toMatchObject({ $sealed: expect.stringMatching(/^v1:/) });
     expect(info['ipmi_address']).toBe('10.0.0.5');
     const box = createSecretBox(loadSecretKey(h.ic.config.IRONCLAD_SECRET_KEY, join(h.ic.config.IRONCLAD_DATA_DIR, 'secret.key')));
     expect(box.open(info['ipmi_password'].$sealed)).toBe(PASSWORD);

@@ -101,7 +101,7 @@ describe('another tenant\'s node is invisible', () => {
   });
 
   it('answers 404 (never 403) to every command on it, and the node does not change', async () => {
-    const cmds: { what: string; method: 'POST' | 'PATCH' | 'DELETE' | 'PUT'; url: (t: Ref) => string; payload?: unknown }[] = [
+    const cmds: { what: string; method: 'POST' | 'PATCH' | 'DELETE' | 'PUT'; url: (t: Ref) => string; payload?: Record<string, unknown> }[] = [
       { what: 'PATCH', method: 'PATCH', url: (t) => `/v1/nodes/${t.id}`, payload: { name: 'stolen', traits: ['CUSTOM_X'] } },
       { what: 'PATCH by name', method: 'PATCH', url: (t) => `/v1/nodes/${t.name}`, payload: { traits: ['CUSTOM_X'] } },
       { what: 'DELETE', method: 'DELETE', url: (t) => `/v1/nodes/${t.id}` },
@@ -295,7 +295,7 @@ describe('audit trail', () => {
   it('names, in every stored event, the principal that caused it — and "system" for driver outcomes', async () => {
     /** request id → principal, for every command sent. */
     const sent = new Map<string, string>();
-    const send = async (token: Token, method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: unknown): Promise<LightMyRequestResponse> => {
+    const send = async (token: Token, method: 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: Record<string, unknown>): Promise<LightMyRequestResponse> => {
       const r = await h.req({ method, url, ...(payload !== undefined ? { payload } : {}), token });
       expect(r.statusCode, `${method} ${url}: ${r.body}`).toBeLessThan(300);
       sent.set(String(r.headers['x-request-id']), PRINCIPAL[token]);

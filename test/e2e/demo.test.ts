@@ -79,7 +79,7 @@ suite('ironclad demo --ipmi', () => {
     expect(ipmiSimsUsing(nodes.map((n) => n.stateDir)).sort()).toEqual(nodes.map((n) => n.pid).sort());
 
     const listed = await (await fetch(`${base}/v1/nodes`)).json();
-    expect(listed.items.map((n: any) => [n.name, n.driver, n.driver_info.ipmi_password])).toEqual([['demo-1', 'ipmi', '******'], ['demo-2', 'ipmi', '******']]);
+    expect(listed.items.map((n: any) => [n.name, n.driver, n.driver_info.ipmi_password]).sort()).toEqual([['demo-1', 'ipmi', '******'], ['demo-2', 'ipmi', '******']]);
 
     const put = await fetch(`${base}/v1/nodes/${nodes[0]!.id}/states/power`, {
       method: 'PUT', headers: { 'content-type': 'application/json', prefer: 'wait=20' }, body: JSON.stringify({ target: 'power on' }),

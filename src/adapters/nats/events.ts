@@ -31,6 +31,7 @@ export async function subscribeEvents(
   let stopped = false;
   let last = 0;
   let retrying: { cancel: () => void } | null = null;
+  let inHandler = false;
 
   const loop = async (): Promise<void> => {
     for await (const m of messages) {
@@ -41,6 +42,7 @@ export async function subscribeEvents(
       };
       for (let attempt = 1; !stopped; attempt++) {
         try {
+          inHandler = true;
           await handler(n);
           last = n.sequence;
           break;
@@ -51,6 +53,8 @@ export async function subscribeEvents(
           retrying = d;
           await d.done;
           retrying = null;
+        } finally {
+          inHandler = false;
         }
       }
     }
@@ -62,9 +66,10 @@ export async function subscribeEvents(
     async close() {
       stopped = true;
       retrying?.cancel();
-      await messages.close();
-      // Not awaiting `done` when called from inside the handler (it would wait for itself).
-      void done;
+      const closing = messages.close();
+      // From inside the handler, waiting would deadlock: the iterator ends only once the handler returns.
+      if (!inHandler) await closing;
+      else void closing.then(() => done);
     },
   };
 }

@@ -111,8 +111,8 @@ export function createNodeService(deps: NodeServiceDeps) {
       }
     },
     async update(principal: Principal, idOrName: string, changes: Partial<Omit<NodeEnrolledData, 'owner' | 'driver'>>, ifMatch: number | null, meta: RequestMeta): Promise<CommandOutcome> {
+      const node = await resolve(principal, idOrName); // 404 before 403: another tenant's node stays invisible
       requireActor(principal);
-      const node = await resolve(principal, idOrName);
       const rename = changes.name !== undefined && changes.name !== null && changes.name !== node.name ? changes.name : null;
       if (rename !== null && !names.claim(node.owner, rename, node.id)) throw errors.nameConflict(rename);
       const sealed = changes.driver_info ? { ...changes, driver_info: sealSecrets(changes.driver_info, box) } : changes;
@@ -126,17 +126,18 @@ export function createNodeService(deps: NodeServiceDeps) {
       }
     },
     async remove(principal: Principal, idOrName: string, meta: RequestMeta): Promise<CommandOutcome> {
-      requireActor(principal);
       const node = await resolve(principal, idOrName);
+      requireActor(principal);
       const out = await send(principal, node.id, { type: 'Delete' }, meta);
       if (node.name !== null) names.release(node.owner, node.name, node.id);
       return out;
     },
     async command(principal: Principal, idOrName: string, command: NodeCommand, meta: RequestMeta): Promise<CommandOutcome> {
+      const node = await resolve(principal, idOrName);
       requireActor(principal);
       // Command parameters may carry secrets (rescue_password): they are stored sealed, like driver_info.
       const sealed = command.type === 'RequestProvision' ? { ...command, params: sealSecrets(command.params, box) } : command;
-      return send(principal, (await resolve(principal, idOrName)).id, sealed, meta);
+      return send(principal, node.id, sealed, meta);
     },
     /** The actor's current state (authoritative), for a principal allowed to see it. */
     current: resolve,
