@@ -68,16 +68,18 @@ export interface NodeEventMap {
   MaintenanceUnset: { fault_cleared: string | null };
   NodeClaimed: { stack_id: string; resource_name: string; claim_id: string };
   NodeReleased: { stack_id: string; resource_name: string; claim_id: string };
-  /** One delivery attempt of a terminal task's callback (webhook). */
-  CallbackAttempted: {
-    task_id: string;
-    attempt: number;
-    outcome: 'delivered' | 'failed';
-    final: boolean;
-    status_code: number | null;
-    error: string | null;
-    next_attempt_at: string | null;
-  };
+  CallbackAttempted: CallbackAttempt;
+}
+
+/** One delivery attempt of a terminal task's callback (webhook). */
+export interface CallbackAttempt {
+  task_id: string;
+  attempt: number;
+  outcome: 'delivered' | 'failed';
+  final: boolean;
+  status_code: number | null;
+  error: string | null;
+  next_attempt_at: string | null;
 }
 
 export type NodeEventType = keyof NodeEventMap;

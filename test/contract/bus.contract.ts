@@ -260,9 +260,9 @@ export function busContract(name: string, factory: BusFactory): void {
           return d.ack();
         })));
         await bus().publishWork({ kind: 'permanent' }, { msgId: randomUUID() });
-        await waitFor(async () => { const b = await bus().workBacklog(); console.log("P", rec.all.length, b); return rec.all.length === 1 && b.pending + b.inFlight === 0; }, WAIT);
+        await waitFor(async () => { const b = await bus().workBacklog(); return rec.all.length === 1 && b.pending + b.inFlight === 0; }, WAIT);
         await bus().publishWork({ kind: 'transient' }, { msgId: randomUUID() });
-        await waitFor(async () => { const b = await bus().workBacklog(); console.log(rec.all.length, b); return rec.all.length === 3 && b.pending + b.inFlight === 0; }, WAIT);
+        await waitFor(async () => { const b = await bus().workBacklog(); return rec.all.length === 3 && b.pending + b.inFlight === 0; }, WAIT);
         expect(rec.all.map((r) => [r.d.order['kind'], r.d.deliveryCount])).toEqual([['permanent', 1], ['transient', 1], ['transient', 2]]);
       });
     });

@@ -68,6 +68,12 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
   }
 }
 
+/** True when the server's version (`2.9.10`) is at least major.minor. */
+export function serverAtLeast(version: string | undefined, major: number, minor: number): boolean {
+  const [ma = 0, mi = 0] = (version ?? '0.0').split('.').map((x) => Number.parseInt(x, 10) || 0);
+  return ma > major || (ma === major && mi >= minor);
+}
+
 async function streamExists(jsm: JetStreamManager, name: string): Promise<boolean> {
   try {
     await jsm.streams.info(name);
@@ -91,6 +97,7 @@ function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
     return s;
   };
   const ensuredCommandConsumers = new Map<string, Promise<unknown>>();
+  const termTakesReason = serverAtLeast(nc.info?.version, 2, 11);
 
   async function request(subject: string, payload: unknown, opts: RequestOptions): Promise<CommandReply> {
     assertCommandSubject(subject);
@@ -178,7 +185,8 @@ function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
         },
         working: () => void (!settled && m.working()),
         nak: (delayMs) => once(() => m.nak(delayMs)),
-        term: (reason) => once(() => m.term(reason)),
+        // Servers before 2.11 ignore a "+TERM <reason>" ack entirely: send the reason only where it is understood.
+        term: (reason) => once(() => (termTakesReason ? m.term(reason) : m.term())),
       };
       try {
         await handler(delivery);

@@ -7,18 +7,11 @@
 import type { Clock } from '../../ports/clock.js';
 import type { Logger } from '../../ports/logger.js';
 import { isTerminal, taskView, type TaskRecord } from '../../domain/tasks.js';
+import type { CallbackAttempt } from '../../../machines/node/node.events.js';
 import type { CallbackAllowList } from './allow-list.js';
 import { signPayload } from './signature.js';
 
-export interface AttemptRecord {
-  task_id: string;
-  attempt: number;
-  outcome: 'delivered' | 'failed';
-  final: boolean;
-  status_code: number | null;
-  error: string | null;
-  next_attempt_at: string | null;
-}
+export type AttemptRecord = CallbackAttempt;
 
 export interface CallbackDispatcherDeps {
   clock: Clock;

@@ -1,5 +1,5 @@
 /** Commands a node actor decides on. They carry everything the decision needs (no IO inside). */
-import type { NodeEnrolledData } from '../../../machines/node/node.events.js';
+import type { CallbackAttempt, NodeEnrolledData } from '../../../machines/node/node.events.js';
 import type { PowerTarget, StepOutcome } from '../../ports/driver.js';
 
 export type OnBusy = 'reject' | 'queue';
@@ -32,16 +32,7 @@ export type NodeCommand =
   | { type: 'ExpireDeadline'; op_id: string; deadline_at: string }
   | { type: 'CancelTask'; task_id: string; abort_task_id: string }
   | { type: 'ObservePower'; result: PowerResult }
-  | {
-      type: 'RecordCallbackAttempt';
-      task_id: string;
-      attempt: number;
-      outcome: 'delivered' | 'failed';
-      final: boolean;
-      status_code: number | null;
-      error: string | null;
-      next_attempt_at: string | null;
-    };
+  | ({ type: 'RecordCallbackAttempt' } & CallbackAttempt);
 
 export type PowerResult = { ok: true; power_state: 'power on' | 'power off' } | { ok: false; message: string };
 
