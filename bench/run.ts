@@ -44,6 +44,7 @@ const SCALE_MAX = Number(process.env['BENCH_SCALE_MAX'] ?? (quick ? 2000 : 10_00
 const DEPLOYS = quick ? 100 : 1000;
 const DEPLOY_MS = quick ? 3000 : 5000;
 const MEMORY_COUNTS = quick ? [10_000] : [10_000, 100_000];
+const REPLAY_EVENTS = quick ? 20_000 : 200_000;
 
 const log = (s: string): void => console.log(s);
 const started = new Date();
@@ -94,7 +95,7 @@ if (ctx) {
   const firstDeploy = SCALE_MAX - DEPLOYS; // the last DEPLOYS nodes enrolled get slow deploys (scenario 6)
   const cc = await step('scale', () => costCurve(ctx!, fleet, Math.max(50, Math.round(found * 0.75)), [SCALE_MAX], (i) => (i >= firstDeploy ? { fake_deploy_ms: DEPLOY_MS } : {})));
   deployNodes = cc ? cc.nodes.slice(-DEPLOYS) : [];
-  await step('replay', () => replay(ctx!, env));
+  await step('replay', () => replay(ctx!, env, REPLAY_EVENTS));
   if (deployNodes.length > 0) await step('recovery', () => recovery(ctx!, env, deployNodes, DEPLOY_MS));
   ctx.db.close();
   await ctx.client.close();

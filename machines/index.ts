@@ -33,3 +33,40 @@ export {
   type ProvisionStateName,
   type ProvisionTransition,
 } from './node/node.model.js';
+export {
+  STACK_ACTIONS,
+  STACK_EVENTS,
+  stackMachine,
+  type StackAction,
+  type StackMachineEvent,
+  type StackMachineEventType,
+  type StackStatusMeta,
+  type StatusPhase,
+} from './stack/stack.machine.js';
+export {
+  allowedStackActions,
+  inProgressStatus,
+  isStackApiVerb,
+  isStackEvent,
+  isStackStatus,
+  machineDescription as stackMachineDescription,
+  nextStackStatus,
+  STACK_ACTION_VERBS,
+  STACK_API_VERBS,
+  STACK_STATUSES,
+  STACK_TRANSITIONS,
+  stackStatusInfo,
+  type StackApiVerb,
+  type StackMachineDescription,
+  type StackStatus,
+  type StackStatusInfo,
+  type StackTransition,
+} from './stack/stack.model.js';
+export {
+  machineEventOf as stackMachineEventOf,
+  STACK_EVENT_TYPES,
+  type FailureCause,
+  type StackEvent,
+  type StackEventMap,
+  type StackEventType,
+} from './stack/stack.events.js';

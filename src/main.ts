@@ -13,6 +13,7 @@ import { createSecretBox, loadSecretKey } from './adapters/crypto/secret-box.js'
 import { createFakeDriver } from './adapters/drivers/fake.js';
 import { createIpmiDriver } from './adapters/drivers/ipmi.js';
 import { createKurrentEventStore } from './adapters/kurrentdb/event-store.js';
+import { createNatsBus } from './adapters/nats/bus.js';
 import { openSqlite } from './adapters/sqlite/open.js';
 import { createSqliteEventStore } from './adapters/sqlite/event-store.js';
 import { createSqliteSnapshotStore } from './adapters/sqlite/snapshot-store.js';
@@ -28,6 +29,7 @@ import { createIdempotencyStore } from './app/idempotency-store.js';
 import { createBacklog } from './app/backlog.js';
 import { createCallbackAllowList } from './app/callbacks/allow-list.js';
 import { createCallbackDispatcher } from './app/callbacks/dispatcher.js';
+import { createNotifier } from './app/notifications/notifier.js';
 import { webhookSecrets } from './app/callbacks/signature.js';
 import { createConductor } from './app/work/conductor.js';
 import { createDeadlineScheduler } from './app/work/deadlines.js';
@@ -37,6 +39,7 @@ import { SYSTEM } from './domain/principal.js';
 import { openSecrets } from './domain/secrets.js';
 import { createTokenTable, isLoopback } from './http/auth.js';
 import { buildServer } from './http/server.js';
+import type { Bus } from './ports/bus.js';
 import type { Clock, Ids } from './ports/clock.js';
 import type { Driver } from './ports/driver.js';
 import type { EventStore } from './ports/event-store.js';
@@ -147,6 +150,10 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     record: async (task, a) => void (await system(task.resource_id, { type: 'RecordCallbackAttempt', ...a }, task.id)),
   });
 
+  // NATS (issue 3): with NATS_URL, every stored event is also published to JetStream (IRONCLAD_EVENTS).
+  const bus: Bus | null = config.NATS_URL ? await createNatsBus({ servers: config.NATS_URL, log: logger, name: `ironclad ${config.HOST}:${config.PORT}` }) : null;
+  const notifier = bus ? createNotifier({ store, db, bus, nodeOwner: (id) => nodesRM.get(id)?.owner, log: logger }) : null;
+
   let live = false;
   projector.onBatch((batch) => {
     waiters.notify(batch.tasks.values());
@@ -179,8 +186,16 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
         checks['store'] = `unreachable: ${(err as Error).message}`;
       }
       checks['bus'] = 'in-process';
+      if (bus) {
+        try {
+          await bus.ping();
+          checks['bus'] = 'ok';
+        } catch (err) {
+          checks['bus'] = `unreachable: ${(err as Error).message}`;
+        }
+      }
       checks['projections'] = live ? `at ${projector.position() ?? 'start'}` : 'catching up';
-      return { ok: live && checks['store'] === 'ok', checks };
+      return { ok: live && checks['store'] === 'ok' && (!bus || checks['bus'] === 'ok'), checks };
     },
   }, { logger });
 
@@ -190,6 +205,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     app, config, store,
     async start() {
       await projector.start();
+      await notifier?.start();
       names.reconcile();
       for (const s of nodesRM.withRunningSteps()) conductor.reconcile(s);
       for (const s of nodesRM.withDeadlines()) deadlines.reconcile(s);
@@ -215,10 +231,12 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
       deadlines.stop();
       callbacks.stop();
       runtime.close();
+      await notifier?.stop();
+      await bus?.close();
       await projector.close();
       await store.close();
       if (!opts.db) db!.close();
     },
-    internals: { callbacks, idempotency, backlog, nodes, runtime, conductor, deadlines, projector, nodesRM, tasksRM, fake, powerSync, evolveNode },
+    internals: { bus, notifier, callbacks, idempotency, backlog, nodes, runtime, conductor, deadlines, projector, nodesRM, tasksRM, fake, powerSync, evolveNode },
   };
 }

@@ -1,16 +1,18 @@
 /**
  * Preloaded into the server under test (`node --import dist/bench/lib/probe.js ... serve`) by the
  * bench only. Ironclad exposes no metrics endpoint yet, so the event-loop delay is read here with
- * perf_hooks.monitorEventLoopDelay (5 ms resolution) and sent to the bench over the IPC channel on
+ * perf_hooks.monitorEventLoopDelay (5 ms resolution, subtracted from every sample) and sent to the bench over the IPC channel on
  * request: {probe: 'reset'} clears the histogram, {probe: 'read'} answers with a reading.
  * Without an IPC channel (a normal start) it does nothing.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 if (typeof process.send === 'function') {
-  const h = monitorEventLoopDelay({ resolution: 5 });
+  const RESOLUTION_MS = 5;
+  const h = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   h.enable();
-  const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+  // The histogram records the time between the timer's ticks, resolution included: subtract it.
+  const ms = (ns: number): number => Math.max(0, Math.round(ns / 1e4) / 100 - RESOLUTION_MS);
   process.on('message', (m: { probe?: string }) => {
     if (m?.probe === 'reset') {
       h.reset();

@@ -2,8 +2,9 @@
  * Scenario 1: throughput at the latency objective. Over the fleet's nodes, power on/off
  * alternation (on_busy "queue": accepted whatever the node is doing; identical active tasks
  * coalesce), open loop. Search: double the rate while p99 < 20 ms with every answer a 202, then
- * bisect. Then the latency curve at 25..100 % of the found rate, correctness of those runs
- * (accepted = appended = projected, ordering), and overload at 2× followed by recovery.
+ * bisect; a miss while other processes kept > 0.5 core busy is tried once more (shared machine).
+ * Then the latency curve at 25..100 % of the found rate, correctness of those runs (accepted =
+ * appended = projected, ordering), and overload at 2× followed by recovery.
  */
 import { integrity, settle } from '../lib/sqlite-check.js';
 import { measure, recoverySeconds, type Ctx, type RunRecord } from '../lib/measure.js';
@@ -14,16 +15,22 @@ export interface SearchResult {
   trials: RunRecord[];
 }
 
-const round = (r: number): number => (r >= 1000 ? Math.round(r / 50) * 50 : Math.round(r / 10) * 10);
+const round = (r: number): number => (r >= 1000 ? Math.round(r / 50) * 50 : r >= 100 ? Math.round(r / 10) * 10 : Math.max(1, Math.round(r)));
+
+/** A failed trial during which other processes kept more than this many cores busy is run once more. */
+const NOISY_CORES = 0.5;
 
 export async function searchRate(ctx: Ctx, nodes: string[], dist: 'uniform' | 'zipf', start: number, bisections: number): Promise<SearchResult> {
   const seconds = ctx.quick ? 3 : 10;
   const trials: RunRecord[] = [];
   const trial = async (rate: number): Promise<boolean> => {
-    const r = await measure(ctx, { label: `search`, nodes, dist, phases: [{ label: 'search', rate, durationS: seconds }], abortBacklogS: 2 });
-    trials.push(r);
-    await new Promise((res) => setTimeout(res, 1000)); // let the work plane finish behind the run
-    return r.pass;
+    for (let attempt = 1; ; attempt++) {
+      const r = await measure(ctx, { label: attempt === 1 ? 'search' : 'search (again)', nodes, dist, phases: [{ label: 'search', rate, durationS: seconds }], abortBacklogS: 2 });
+      trials.push(r);
+      await new Promise((res) => setTimeout(res, 1000)); // let the work plane finish behind the run
+      // This machine is shared: a miss while others were busy gets one more chance.
+      if (r.pass || attempt >= 2 || r.machine.other_cores <= NOISY_CORES) return r.pass;
+    }
   };
   let lo = 0;
   let hi = Infinity;

@@ -11,7 +11,7 @@ import { comparePositions, type EventStore, type StoredEvent, type Subscription 
 import type { Logger } from '../ports/logger.js';
 import { clearReadModels } from './read-models/schema.js';
 import type { NodesReadModel } from './read-models/nodes.js';
-import type { TasksReadModel } from './read-models/tasks.js';
+import type { TaskBatch, TasksReadModel } from './read-models/tasks.js';
 
 export interface ProjectedBatch {
   events: StoredEvent[];
@@ -42,15 +42,19 @@ export function createProjector(deps: { store: EventStore; db: Database.Database
   const applyBatch = db.transaction((events: StoredEvent[]): ProjectedBatch => {
     const changedNodes = new Map<string, NodeState>();
     const changedTasks = new Map<string, TaskRecord>();
+    const taskRows: TaskBatch = new Map();
     for (const e of events) {
       const entity = entityOf(e.stream);
       if (entity.type === 'node') {
-        const state = nodes.apply(e, entity.id);
+        const state = nodes.fold(e, entity.id);
         changedNodes.set(entity.id, state);
-        const t = tasks.apply(e, { resource_type: 'node', resource_id: entity.id, owner: state.owner });
+        const t = tasks.fold(e, { resource_type: 'node', resource_id: entity.id, owner: state.owner }, taskRows);
         if (t) changedTasks.set(t.id, t);
       }
     }
+    // One row write per changed node and task per batch (an append carries several events of one node).
+    for (const state of changedNodes.values()) nodes.write(state);
+    tasks.writeBatch(taskRows);
     const last = events[events.length - 1]!.position;
     writeCheckpoint.run(CHECKPOINT, last);
     return { events, nodes: changedNodes, tasks: changedTasks, position: last };

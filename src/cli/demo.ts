@@ -35,56 +35,72 @@ export async function demoCommand(args: string[], env: NodeJS.ProcessEnv, out: W
   }
   const tempData = env['IRONCLAD_DATA_DIR'] ? null : mkdtempSync(join(tmpdir(), 'ironclad-demo-'));
   const config = demoConfig(env, parsed.port, tempData);
-  const removeTemp = (): void => {
-    if (tempData) rmSync(tempData, { recursive: true, force: true });
-  };
+  const demo = createDemo(config, tempData, out, err);
 
-  out(`starting ${parsed.bmcs} simulated BMC(s)...\n`);
-  let fleet: Awaited<ReturnType<typeof startBmcs>>;
-  try {
-    fleet = await startBmcs(parsed.bmcs);
-  } catch (e) {
-    removeTemp();
-    throw e;
-  }
-  let ic: Ironclad | null = null;
-  let feed: Subscription | null = null;
-  const shutdown = async (): Promise<void> => {
-    await feed?.close().catch(() => undefined);
-    await ic?.close().catch((e: unknown) => err(`ironclad demo: closing Ironclad failed: ${String(e)}\n`));
-    await fleet.stop();
-    removeTemp();
-  };
-
-  try {
-    ic = await createIronclad({ config });
-    await ic.start();
-    const address = await ic.listen();
-    const nodes = await enrollAll(ic, fleet.bmcs);
-    feed = await followPower(ic, nodes, out);
-    out(instructions(address, nodes, config, tempData));
-  } catch (e) {
-    await shutdown();
-    if (e instanceof StartupError) {
-      err(`ironclad demo: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
-  }
-
+  // Handlers first: a signal during start-up waits for it, then stops whatever was started.
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     out(`ironclad demo: ${signal} received, stopping Ironclad and the simulated BMCs\n`);
-    shutdown().then(() => process.exit(0), (e: unknown) => {
+    demo.shutdown().then(() => process.exit(0), (e: unknown) => {
       err(`ironclad demo: shutdown failed: ${String(e)}\n`);
       process.exit(1);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+
+  try {
+    await demo.start(parsed.bmcs);
+  } catch (e) {
+    await demo.shutdown();
+    if (e instanceof StartupError) {
+      err(`ironclad demo: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
   return -1;
+}
+
+/** The demo's resources: what start() created, shutdown() releases (each at most once). */
+function createDemo(config: Config, tempData: string | null, out: Write, err: Write) {
+  let fleet: Awaited<ReturnType<typeof startBmcs>> | null = null;
+  let ic: Ironclad | null = null;
+  let feed: Subscription | null = null;
+  let starting: Promise<void> = Promise.resolve();
+  let shutting: Promise<void> | null = null;
+
+  async function run(bmcs: number): Promise<void> {
+    out(`starting ${bmcs} simulated BMC(s)...\n`);
+    fleet = await startBmcs(bmcs);
+    ic = await createIronclad({ config });
+    await ic.start();
+    const address = await ic.listen();
+    const nodes = await enrollAll(ic, fleet.bmcs);
+    feed = await followPower(ic, nodes, out);
+    out(instructions(address, nodes, config, tempData));
+  }
+
+  async function release(): Promise<void> {
+    await starting.catch(() => undefined);
+    await feed?.close().catch(() => undefined);
+    await ic?.close().catch((e: unknown) => err(`ironclad demo: closing Ironclad failed: ${String(e)}\n`));
+    await fleet?.stop();
+    if (tempData) rmSync(tempData, { recursive: true, force: true });
+  }
+
+  return {
+    start(bmcs: number): Promise<void> {
+      starting = run(bmcs);
+      return starting;
+    },
+    shutdown(): Promise<void> {
+      shutting ??= release();
+      return shutting;
+    },
+  };
 }
 
 function parseDemoArgs(args: string[]): { bmcs: number; port: string | null } | string {
@@ -164,8 +180,7 @@ function summarize(e: StoredEvent): string {
   }
 }
 
-function instructions(address: string, nodes: DemoNode[], config: Config, tempData: string | null): string {
-  const base = address;
+function instructions(base: string, nodes: DemoNode[], config: Config, tempData: string | null): string {
   const first = nodes[0]!;
   const put = (target: string): string =>
     `curl -s -X PUT -H 'content-type: application/json' -d '{"target": "${target}"}' ${base}/v1/nodes/${first.name}/states/power`;
@@ -177,16 +192,19 @@ function instructions(address: string, nodes: DemoNode[], config: Config, tempDa
     ...nodes.map((n) => `  ${n.name}  id ${n.id}  BMC 127.0.0.1:${n.bmc.port}  ipmi_sim pid ${n.bmc.pid()}  state ${n.bmc.stateDir}`),
     '',
     'Try:',
+    `  # power ${first.name} on, off, or reboot it (the task answers 202; add -H 'Prefer: wait=10' to wait for it)`,
     `  ${put('power on')}`,
     `  ${put('power off')}`,
     `  ${put('rebooting')}`,
-    `  curl -s ${base}/v1/nodes/${first.name}            # power_state, target_power_state, maintenance, fault`,
+    '  # watch power_state, maintenance and fault of every node',
     `  watch -n1 "curl -s '${base}/v1/nodes' | jq -r '.items[] | [.name, .power_state, .maintenance, .fault] | @tsv'"`,
-    `  cat ${first.bmc.stateDir}/power                   # what the simulated machine really is (1 = on)`,
-    `  echo 1 > ${first.bmc.stateDir}/power              # press its power button behind Ironclad's back: the next sync records it`,
-    `  kill -STOP ${first.bmc.pid()}   # hang its BMC: after ${config.IRONCLAD_POWER_SYNC_FAILURES} failed syncs ${first.name} is in maintenance, fault "power failure"`,
-    `  kill -CONT ${first.bmc.pid()}   # revive it: the next sync clears the fault and that maintenance`,
-    `  open ${base}/docs                                 # the whole API`,
+    `  # what the simulated machine really is (1 = on); press its power button behind Ironclad's back`,
+    `  cat ${first.bmc.stateDir}/power`,
+    `  echo 1 > ${first.bmc.stateDir}/power`,
+    `  # hang its BMC: after ${config.IRONCLAD_POWER_SYNC_FAILURES} failed syncs ${first.name} is in maintenance with fault "power failure"; revive it: the fault clears`,
+    `  kill -STOP ${first.bmc.pid()}`,
+    `  kill -CONT ${first.bmc.pid()}`,
+    `  # the whole API: ${base}/docs`,
     '',
     'Power events of the demo nodes follow. Ctrl-C stops Ironclad and the BMCs.',
     '',

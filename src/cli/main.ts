@@ -8,12 +8,14 @@ import { ConfigError, parseConfig } from '../config.js';
 import { demoCommand } from './demo.js';
 import { replayCommand } from './replay.js';
 import { serveCommand } from './serve.js';
+import { runTail, TAIL_USAGE } from './tail.js';
 
 const USAGE = `usage:
   ironclad serve                                  start the service (configured by environment variables)
   ironclad replay node <id> [--until <revision>] [--json]
                                                   print each event of a node and the state after it
-  ironclad demo --ipmi <N> [--port <P>]           N simulated BMCs (ipmi_sim) and an Ironclad managing them`;
+  ironclad demo --ipmi <N> [--port <P>]           N simulated BMCs (ipmi_sim) and an Ironclad managing them
+${TAIL_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -24,6 +26,8 @@ async function main(argv: string[]): Promise<number> {
         return await serveCommand(config);
       case 'demo':
         return await demoCommand(rest, process.env, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+      case 'tail':
+        return await runTail(rest, config);
       case 'replay': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { until: { type: 'string' }, json: { type: 'boolean' } } });
         if (positionals[0] !== 'node' || !positionals[1]) {

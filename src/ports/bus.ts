@@ -301,6 +301,8 @@ export interface Bus {
   subscribeEvents(options: SubscribeEventsOptions, handler: NotificationHandler): Promise<EventSubscription>;
   /** Sequence of the newest stored notification (0 when none). */
   lastEventSequence(): Promise<number>;
+  /** The newest stored notification, or null (none, or it was removed by the retention limits). */
+  lastNotification(): Promise<Notification | null>;
   /** Resolves when the broker answers (readiness). */
   ping(): Promise<void>;
   /** Stops every consumer and subscription of this client; unsettled work is redelivered to others. */

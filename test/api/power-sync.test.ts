@@ -150,7 +150,7 @@ describe('power-state sync through the API (fake driver)', () => {
 describe('the power-sync service', () => {
   const silent: Logger = { info() {}, warn() {}, debug() {}, error() {}, child: () => silent };
   const nodesOf = (n: number): NodeState[] =>
-    Array.from({ length: n }, (_, i) => ({ ...initialNodeState(`node-${i}`), exists: true, driver: 'stub' }));
+    Array.from({ length: n }, (_, i) => ({ ...initialNodeState(`node-${i}`), exists: true }));
 
   interface Rig {
     clock: FakeClock;
@@ -161,8 +161,13 @@ describe('the power-sync service', () => {
     sync: ReturnType<typeof createPowerSync>;
   }
 
-  /** `readMs`: how long each read takes on the fake clock. `failFor`: node ids whose BMC is dead. */
-  function rig(opts: { nodes: NodeState[] | (() => NodeState[]); concurrency: number; periodS?: number; readMs?: number; failFor?: Set<string> }): Rig {
+  /**
+   * `readMs`: how long each read takes on the fake clock. `failFor`: node ids whose BMC answers
+   * with an error. `hangFor`: node ids whose read never ends unless its signal aborts it.
+   */
+  function rig(opts: {
+    nodes: NodeState[] | (() => NodeState[]); concurrency: number; periodS?: number; readMs?: number; failFor?: Set<string>; hangFor?: Set<string>;
+  }): Rig {
     const clock = createFakeClock(0);
     const reads: Rig['reads'] = [];
     const reports: Rig['reports'] = [];
@@ -173,10 +178,13 @@ describe('the power-sync service', () => {
       name: 'stub',
       runStep: async () => ({ kind: 'done' }),
       setPower: async () => 'power on',
-      async getPower(node) {
+      async getPower(node, signal) {
         reads.push({ node: node.id, at: clock.now() });
         max = Math.max(max, ++inFlight);
         try {
+          if (opts.hangFor?.has(node.id)) {
+            await new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+          }
           await new Promise<void>((r) => (opts.readMs ? clock.setTimeout(r, opts.readMs) : setImmediate(r)));
           if (opts.failFor?.has(node.id)) throw new Error('BMC unreachable');
           return 'power on';
@@ -186,7 +194,8 @@ describe('the power-sync service', () => {
       },
     };
     const deps: PowerSyncDeps = {
-      clock, periodS: opts.periodS ?? 0, concurrency: opts.concurrency, drivers: { stub: driver },
+      // The stub stands in for the nodes' driver ('fake' in their state).
+      clock, periodS: opts.periodS ?? 0, concurrency: opts.concurrency, drivers: { fake: driver },
       log: { ...silent, error: (obj) => void errors.push(obj) },
       nodes: typeof opts.nodes === 'function' ? opts.nodes : () => opts.nodes as NodeState[],
       driverNode: (s) => ({ id: s.id, driver_info: {} }),
@@ -277,17 +286,28 @@ describe('the power-sync service', () => {
     r.sync.stop();
   });
 
-  it('stops promptly: pending checks are dropped and nothing is reported after stop()', async () => {
-    const r = rig({ nodes: nodesOf(10), concurrency: 2 });
-    const pass = r.sync.syncOnce(10_000);
-    await advanceUntil(r.clock, () => r.reports.length === 3, 100, 'three checks');
-    r.sync.stop();
+  it('gives up a read that hangs after 30 s and reports it as a failure', async () => {
+    const r = rig({ nodes: nodesOf(2), concurrency: 2, hangFor: new Set(['node-0']) });
+    const pass = r.sync.syncOnce();
+    await advanceUntil(r.clock, () => r.sync.rounds() === 1, 1_000, 'the pass to end');
     await pass;
-    const reported = r.reports.length;
+    expect(r.clock.now()).toBe(30_000);
+    expect(r.reports).toEqual([
+      { node: 'node-1', result: { ok: true, power_state: 'power on' } },
+      { node: 'node-0', result: { ok: false, message: 'power read timed out after 30000 ms' } },
+    ]);
+  });
+
+  it('stops promptly: reads in flight are aborted, pending checks dropped, nothing reported after stop()', async () => {
+    const r = rig({ nodes: nodesOf(10), concurrency: 2, hangFor: new Set(['node-3']) });
+    const pass = r.sync.syncOnce(10_000);
+    await advanceUntil(r.clock, () => r.reads.length === 4, 100, 'the hanging read to start');
+    r.sync.stop();
+    await pass; // resolves although node-3's read would hang and 6 checks were still to come
+    expect(r.clock.pending(), 'no spread wait or read timeout left armed').toBe(0);
     r.clock.advance(60_000);
     await new Promise((res) => setImmediate(res));
-    expect(reported).toBeLessThan(10);
-    expect(r.reports).toHaveLength(reported);
-    expect(r.clock.pending()).toBe(0);
+    expect(r.reports.map((x) => x.node), 'the aborted read is not reported as a BMC failure').toEqual(['node-0', 'node-1', 'node-2']);
+    expect(r.reads).toHaveLength(4);
   });
 });

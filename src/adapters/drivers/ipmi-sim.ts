@@ -223,17 +223,40 @@ function udpBound(port: number): boolean {
   }
 }
 
+/**
+ * ipmi_sim runs under a small shell that prints its pid and kills it as soon as the shell's stdin
+ * (a pipe from this process) reaches end of file: when stop() closes it, and also when this
+ * process dies in any way, SIGKILL included, so no simulated BMC outlives the test or demo that
+ * started it. The shell exits with ipmi_sim (a BMC that dies on its own is seen at once).
+ * Background jobs of a non-interactive shell read /dev/null, hence the stdin copy on fd 3.
+ */
+const WATCHDOG = `exec 3<&0
+"$0" "$@" </dev/null 3<&- &
+pid=$!
+echo "$pid"
+{ read _ <&3; kill "$pid" 2>/dev/null; } &
+wait "$pid"`;
+
+/** Closes the watchdog's stdin (ipmi_sim gets SIGTERM); SIGKILLs its process group after 2 s. */
 function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
-    const force = setTimeout(() => child.kill('SIGKILL'), 2_000);
+    const force = setTimeout(() => killGroup(child), 2_000);
     child.once('exit', () => {
       clearTimeout(force);
       live.delete(child);
       resolve();
     });
-    child.kill('SIGTERM');
+    child.stdin?.end();
   });
+}
+
+function killGroup(child: ChildProcess): void {
+  try {
+    if (child.pid) process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
 }
 
 async function startBmc(opts: StartBmcsOptions): Promise<SimBmc> {
@@ -243,32 +266,43 @@ async function startBmc(opts: StartBmcsOptions): Promise<SimBmc> {
   const password = opts.password ?? `pw-${Math.random().toString(36).slice(2, 12)}`;
   writeConfig(stateDir, port, username, password, opts.power === 'power on');
   let child: ChildProcess | undefined;
+  let simPid: number | null = null;
 
   const launch = async (): Promise<void> => {
     let stderr = '';
-    const proc = spawn('ipmi_sim', ['-c', 'lan.conf', '-f', 'bmc.emu', '-s', stateDir, '-n'], { cwd: stateDir, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stdout = '';
+    // Its own process group (detached), so a forced stop takes the shell and ipmi_sim together.
+    const proc = spawn('sh', ['-c', WATCHDOG, 'ipmi_sim', '-c', 'lan.conf', '-f', 'bmc.emu', '-s', stateDir, '-n'], {
+      cwd: stateDir, stdio: ['pipe', 'pipe', 'pipe'], detached: true,
+    });
+    proc.stdout?.on('data', (d: Buffer) => { stdout = (stdout + d.toString()).slice(0, 200); });
     proc.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2_000); });
+    proc.stdin?.on('error', () => undefined); // EPIPE when the shell is already gone
     live.add(proc);
     proc.once('exit', () => live.delete(proc));
     child = proc;
+    simPid = null;
     const alive = (): boolean => {
       if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`ipmi_sim on port ${port} exited: ${stderr.trim()}`);
       return true;
     };
     const timeoutMs = opts.readyTimeoutMs ?? 10_000;
+    await until(() => alive() && /^\d+\n/.test(stdout), timeoutMs, `ipmi_sim on port ${port} to start`);
+    simPid = Number(stdout.split('\n')[0]);
     await until(() => alive() && udpBound(port), timeoutMs, `ipmi_sim bound to UDP ${port}`);
     await until(async () => alive() && answers(bmc), timeoutMs, `simulated BMC 127.0.0.1:${port} answering`);
   };
   const kill = async (): Promise<void> => {
     if (child) await stopProcess(child);
     child = undefined;
+    simPid = null;
   };
   const read = (name: string): string => readFileSync(join(stateDir, name), 'utf8').trim();
 
   const bmc: SimBmc = {
     address: '127.0.0.1', port, username, password, stateDir,
     driverInfo: { ipmi_address: '127.0.0.1', ipmi_port: port, ipmi_username: username, ipmi_password: password },
-    pid: () => child?.pid ?? null,
+    pid: () => simPid,
     power: () => (read('power') === '1' ? 'power on' : 'power off'),
     setPower(state) {
       writeFileSync(join(stateDir, 'power.button.tmp'), state === 'power on' ? '1' : '0');
@@ -307,12 +341,13 @@ async function startBmc(opts: StartBmcsOptions): Promise<SimBmc> {
 /**
  * Starts `n` simulated BMCs on distinct free UDP ports and resolves once each answers
  * `chassis power status`. `stop()` stops them all (SIGTERM, then SIGKILL after 2 s) and removes
- * their files; ipmi_sim processes still running when this process exits are killed.
+ * their files. Each ipmi_sim also stops when this process exits or dies (see WATCHDOG).
  */
 export async function startBmcs(n: number, opts: StartBmcsOptions = {}): Promise<{ bmcs: SimBmc[]; stop(): Promise<void> }> {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
-    process.once('exit', () => live.forEach((c) => c.kill('SIGKILL')));
+    // Belt and braces: the watchdogs also stop their BMC when this process dies without this hook.
+    process.once('exit', () => live.forEach(killGroup));
   }
   const started = await Promise.allSettled(Array.from({ length: n }, () => startBmc(opts)));
   const bmcs = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));

@@ -241,6 +241,10 @@ export function createMemoryBroker(options: MemoryBrokerOptions = {}) {
       },
       subscribeEvents,
       lastEventSequence: async () => log.length,
+      async lastNotification() {
+        const n = log[log.length - 1];
+        return n ? { sequence: n.sequence, subject: n.subject, msgId: n.msgId, envelope: JSON.parse(n.body) as EventEnvelope } : null;
+      },
       ping: async () => assertOpen(),
       async close() {
         if (closed) return;

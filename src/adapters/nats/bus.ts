@@ -16,7 +16,7 @@ import { connect, TimeoutError, type Msg, type NatsConnection } from '@nats-io/t
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import {
   assertCommandSubject, BusTimeoutError, replySubject, settlementFor, workSubject,
-  type Bus, type BusSubscription, type CommandHandler, type CommandReply, type ConsumeWorkOptions, type EventSubscription,
+  type Bus, type BusSubscription, type CommandHandler, type CommandReply, type ConsumeWorkOptions, type EventEnvelope, type EventSubscription,
   type PublishAck, type RequestOptions, type WorkDelivery, type WorkHandler,
 } from '../../ports/bus.js';
 import type { Logger } from '../../ports/logger.js';
@@ -50,6 +50,8 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
     name: options.name ?? 'ironclad',
     maxReconnectAttempts: -1,
     timeout: apiTimeoutMs,
+  }).catch((err: unknown) => {
+    throw new BusSetupError(`cannot connect to NATS at ${options.servers}: ${(err as Error).message}`, { cause: err });
   });
   try {
     const jsm = await jetstreamManager(nc, { timeout: apiTimeoutMs });
@@ -218,6 +220,12 @@ function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
     },
     async lastEventSequence() {
       return (await jsm.streams.info(defs.streams.events.name)).state.last_seq;
+    },
+    async lastNotification() {
+      const stream = defs.streams.events.name;
+      const seq = (await jsm.streams.info(stream)).state.last_seq;
+      const m = seq > 0 ? await jsm.streams.getMessage(stream, { seq }).catch(() => null) : null;
+      return m ? { sequence: m.seq, subject: m.subject, msgId: m.header.get('Nats-Msg-Id'), envelope: m.json<EventEnvelope>() } : null;
     },
     async ping() {
       await jsm.getAccountInfo();

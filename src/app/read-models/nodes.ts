@@ -43,20 +43,34 @@ export function createNodesReadModel(db: Database.Database) {
     return row ? (JSON.parse(row.state) as NodeState) : null;
   }
 
-  /** Folds one event (inside the projector's transaction). Returns the new state. */
-  function apply(e: StoredEvent, entityId: string): NodeState {
+  /**
+   * Folds one event into the cached state without writing the row: the projector folds a whole
+   * batch, then writes each changed node once (`write`), not once per event.
+   */
+  function fold(e: StoredEvent, entityId: string): NodeState {
     const prev = get(entityId) ?? initialNodeState(entityId);
     const next = evolveNode(prev, e);
-    upsert.run({
-      id: entityId, name: next.name, owner: next.owner, provision_state: next.provision_state,
-      resource_class: next.resource_class, maintenance: next.maintenance ? 1 : 0,
-      has_pending: next.op || next.queue.length > 0 ? 1 : 0, deleted: next.deleted ? 1 : 0,
-      step_id: next.op?.step_id ?? null, deadline_at: next.op?.deadline_at ?? null,
-      state: JSON.stringify(next), position: e.position,
-    });
     cache.delete(entityId);
     cache.set(entityId, next);
     if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
+    return next;
+  }
+
+  /** Writes a node's row from its state (inside the projector's transaction). */
+  function write(next: NodeState): void {
+    upsert.run({
+      id: next.id, name: next.name, owner: next.owner, provision_state: next.provision_state,
+      resource_class: next.resource_class, maintenance: next.maintenance ? 1 : 0,
+      has_pending: next.op || next.queue.length > 0 ? 1 : 0, deleted: next.deleted ? 1 : 0,
+      step_id: next.op?.step_id ?? null, deadline_at: next.op?.deadline_at ?? null,
+      state: JSON.stringify(next), position: next.position,
+    });
+  }
+
+  /** Folds one event and writes the row (inside the projector's transaction). Returns the new state. */
+  function apply(e: StoredEvent, entityId: string): NodeState {
+    const next = fold(e, entityId);
+    write(next);
     return next;
   }
 
@@ -83,6 +97,8 @@ export function createNodesReadModel(db: Database.Database) {
 
   return {
     get,
+    fold,
+    write,
     /** Nodes named `name` (names are unique per owner). */
     getByName: (name: string): NodeState[] => (byName.all(name) as { state: string }[]).map((r) => JSON.parse(r.state) as NodeState),
     apply,

@@ -13,6 +13,9 @@ export interface TaskFilters {
   since?: string;
 }
 
+/** Tasks changed within one projector batch: the newest record and its seq (0 = row exists). */
+export type TaskBatch = Map<string, { task: TaskRecord; seq: number }>;
+
 export function createTasksReadModel(db: Database.Database) {
   const getStmt = db.prepare('SELECT task FROM rm_tasks WHERE id = ?');
   const insert = db.prepare(`INSERT INTO rm_tasks (id, seq, owner, resource_type, resource_id, state, action, created_at, task)
@@ -30,20 +33,39 @@ export function createTasksReadModel(db: Database.Database) {
     return row ? (JSON.parse(row.task) as TaskRecord) : null;
   }
 
-  /** Applies an event to the task it names; returns the updated task (or null if none). */
-  function apply(e: StoredEvent, entity: { resource_type: 'node' | 'stack'; resource_id: string; owner: string }): TaskRecord | null {
+  /**
+   * Folds an event into the task it names, keeping the result in `batch` (tasks changed earlier in
+   * the same projector batch, not written yet) instead of writing it: `writeBatch` then writes
+   * each changed task once. Returns the updated task (or null if none).
+   */
+  function fold(e: StoredEvent, entity: { resource_type: 'node' | 'stack'; resource_id: string; owner: string }, batch: TaskBatch): TaskRecord | null {
     const id = taskIdOf(e);
     if (id === null) return null;
-    const before = e.type === 'TaskCreated' ? null : get(id);
+    const held = batch.get(id);
+    const before = held ? held.task : e.type === 'TaskCreated' ? null : get(id);
     const after = applyTaskEvent(before, e, entity);
     if (!after || after === before) return after;
     const delta = Number(isPending(after)) - Number(isPending(before));
     pending += delta;
     if (delta < 0) finished++;
-    insert.run({
-      id, seq: before ? 0 : ++seq, owner: after.owner, resource_type: after.resource_type, resource_id: after.resource_id,
-      state: after.state, action: after.action, created_at: after.created_at, task: JSON.stringify(after),
-    });
+    batch.set(id, { task: after, seq: held ? held.seq : before ? 0 : ++seq });
+    return after;
+  }
+
+  function writeBatch(batch: TaskBatch): void {
+    for (const [id, { task, seq: s }] of batch) {
+      insert.run({
+        id, seq: s, owner: task.owner, resource_type: task.resource_type, resource_id: task.resource_id,
+        state: task.state, action: task.action, created_at: task.created_at, task: JSON.stringify(task),
+      });
+    }
+  }
+
+  /** Applies an event to the task it names and writes it; returns the updated task (or null if none). */
+  function apply(e: StoredEvent, entity: { resource_type: 'node' | 'stack'; resource_id: string; owner: string }): TaskRecord | null {
+    const batch: TaskBatch = new Map();
+    const after = fold(e, entity, batch);
+    writeBatch(batch);
     return after;
   }
 
@@ -74,6 +96,8 @@ export function createTasksReadModel(db: Database.Database) {
   return {
     get,
     apply,
+    fold,
+    writeBatch,
     list,
     /** Terminal tasks whose callback still has to be delivered (for re-arming after a restart). */
     withPendingCallbacks: (): TaskRecord[] => (pendingCallbacks.all() as { task: string }[]).map((r) => JSON.parse(r.task) as TaskRecord),

@@ -52,7 +52,7 @@ export function createPowerSync(deps: PowerSyncDeps): PowerSync {
   let cancelTimer: (() => void) | null = null;
   let stopped = false;
   let rounds = 0;
-  const stopping = new AbortController();
+  const inFlight = new Set<AbortController>();
   /** Wake-ups of workers waiting for their slot in the spread; stop() releases them. */
   const sleepers = new Set<() => void>();
 
@@ -91,12 +91,18 @@ export function createPowerSync(deps: PowerSyncDeps): PowerSync {
   async function check(s: NodeState): Promise<void> {
     const driver = deps.drivers[s.driver];
     if (!driver) return;
+    // One controller per read (stop() aborts those in flight); the bound runs on the clock port.
+    const ac = new AbortController();
+    inFlight.add(ac);
+    const cancelTimeout = deps.clock.setTimeout(() => ac.abort(new Error(`power read timed out after ${READ_TIMEOUT_MS} ms`)), READ_TIMEOUT_MS);
     let result: PowerResult;
     try {
-      const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(READ_TIMEOUT_MS)]);
-      result = { ok: true, power_state: await driver.getPower(deps.driverNode(s), signal) };
+      result = { ok: true, power_state: await driver.getPower(deps.driverNode(s), ac.signal) };
     } catch (err) {
       result = { ok: false, message: err instanceof Error ? err.message : String(err) };
+    } finally {
+      cancelTimeout();
+      inFlight.delete(ac);
     }
     if (stopped) return; // an aborted read is not a BMC failure
     try {
@@ -128,7 +134,7 @@ export function createPowerSync(deps: PowerSyncDeps): PowerSync {
       cancelTimer?.();
       cancelTimer = null;
       for (const wake of [...sleepers]) wake();
-      stopping.abort();
+      for (const ac of inFlight) ac.abort();
     },
   };
 }
