@@ -29,6 +29,7 @@ const ConfigSchema = z.object({
   IRONCLAD_HOLD_TIMEOUT_S: int(86_400, 1),
   IRONCLAD_POWER_SYNC_S: int(60, 0),
   IRONCLAD_POWER_SYNC_FAILURES: int(3, 1),
+  IRONCLAD_POWER_SYNC_CONCURRENCY: int(8, 1),
   IRONCLAD_SECRET_KEY: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters').optional(),
   IRONCLAD_SQLITE_SYNC: z.enum(['normal', 'full']).default('normal'),
   IRONCLAD_WORKERS: int(64, 1),

@@ -132,7 +132,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     clock, expire: (nodeId, opId, deadlineAt) => void system(nodeId, { type: 'ExpireDeadline', op_id: opId, deadline_at: deadlineAt }, opId),
   });
   const powerSync = createPowerSync({
-    clock, periodS: config.IRONCLAD_POWER_SYNC_S, concurrency: 8, drivers, log: logger,
+    clock, periodS: config.IRONCLAD_POWER_SYNC_S, concurrency: config.IRONCLAD_POWER_SYNC_CONCURRENCY, drivers, log: logger,
     nodes: () => nodesRM.allLive(),
     driverNode: (s) => ({ id: s.id, driver_info: openSecrets(s.driver_info, box) }),
     observe: (nodeId, result) => system(nodeId, { type: 'ObservePower', result }, 'power-sync'),

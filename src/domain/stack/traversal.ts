@@ -150,7 +150,8 @@ function startAction(
 export function reportOutcome(w: StackWorking, c: ResourceOutcomeReport): void {
   const record = w.state.records[c.record_id];
   const a = record?.action;
-  if (!record || !a || a.action_id !== c.action_id || a.traversal_id !== c.traversal_id) {
+  // A held action has had its report already: a second one is a duplicate delivery.
+  if (!record || !a || a.action_id !== c.action_id || a.traversal_id !== c.traversal_id || a.held !== null) {
     w.result.ignored = true;
     return;
   }
