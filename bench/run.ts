@@ -115,7 +115,7 @@ if (R['throughput']) {
   rows.push({ metric: `... Zipf-skewed (s = 0.99)`, measured: num(z.found_per_s, '/s'), target: '≥ 10,000/s (embedded)', verdict: verdict(z.found_per_s >= 10_000) });
   const at100 = R['throughput'].curve.find((c: any) => c.pct === 100)?.run ?? R['throughput'].curve.at(-1).run;
   const at75 = R['throughput'].curve.find((c: any) => c.pct === 75)?.run ?? at100;
-  rows.push({ metric: 'server CPU per accepted command (75 % run)', measured: `${num(at75.server_cpu_us_per_cmd, ' µs')} (generator ${num(at75.gen_cpu_us_per_cmd, ' µs')})`, target: '≤ 100 µs to reach 10k/s on one core', verdict: verdict(at75.server_cpu_us_per_cmd <= 100) });
+  rows.push({ metric: 'server CPU per accepted command (75 % run)', measured: `${num(at75.server_cpu_us_per_cmd, ' µs')} (generator ${num(at75.gen_cpu_us_per_cmd, ' µs')})`, target: '≤ ~100 µs (what 10k/s on one core needs)', verdict: verdict(at75.server_cpu_us_per_cmd <= 100) });
   rows.push({ metric: 'server event-loop delay at 100 % (probe)', measured: at100.server_eld_ms ? `p50 ${at100.server_eld_ms.p50} / p99 ${at100.server_eld_ms.p99} / max ${at100.server_eld_ms.max} ms` : 'not measured', target: '—', verdict: '' });
   const c = R['throughput'].correctness;
   rows.push({ metric: 'accepted = appended = projected (curve runs)', measured: `${c.accepted_202} = ${c.appended_commands} = ${c.projected_tasks} tasks + ${c.coalesced} coalesced`, target: 'equal', verdict: c.ok ? 'ok' : 'FAIL' });
@@ -124,7 +124,7 @@ if (R['throughput']) {
   const o = R['throughput'].overload;
   rows.push({ metric: `overload at 2× (${o.rate}/s): shed 429 / 503`, measured: `${o.shed_429} / ${o.shed_503}; p99 ${o.run.phases[0].latency.p99} ms`, target: 'sheds with 429/503', verdict: o.shed_429 + o.shed_503 > 0 ? 'ok' : 'NOT met' });
   rows.push({ metric: '... server RSS before → max', measured: `${o.rss_before_mb} → ${o.rss_max_mb} MB`, target: 'bounded', verdict: '' });
-  rows.push({ metric: `... recovery at ${o.recovery_rate}/s: p99 < 20 ms again after`, measured: o.recovered_after_s === null ? 'not within the phase' : `${o.recovered_after_s} s`, target: 'recovers', verdict: o.recovered_after_s === null ? 'NOT met' : 'ok' });
+  rows.push({ metric: `... then ${o.recovery_rate}/s: backlog gone (p99 < 100 ms) / p99 < 20 ms for good`, measured: `${o.backlog_drained_after_s ?? 'never'} s / ${o.recovered_after_s === null ? 'not within the phase' : `${o.recovered_after_s} s`}`, target: 'recovers', verdict: o.recovered_after_s === null ? 'NOT met' : 'ok' });
 }
 if (R['lifecycles']) rows.push({ metric: 'full lifecycles/s (enroll→…→undeploy, read model "available")', measured: `${R['lifecycles'].per_s}/s (${R['lifecycles'].concurrency} clients; p99 ${R['lifecycles'].latency.p99} ms)`, target: '—', verdict: '' });
 if (R['lag']) rows.push({ metric: `projection lag at ${R['lag'].rate}/s (202 → read-your-write GET)`, measured: R['lag'].lag ? `p50 ${R['lag'].lag.p50} / p99 ${R['lag'].lag.p99} ms` : 'n/a', target: '—', verdict: '' });

@@ -54,7 +54,7 @@ function genStats(t0: number, cpu0: NodeJS.CpuUsage, late: number): GenStats {
   return {
     wall_ms: Math.round(performance.now() - t0), cpu_us: cpu.user + cpu.system,
     // monitorEventLoopDelay's samples include its 5 ms resolution: subtract it.
-    eld_p99_ms: Math.max(0, Math.round(eld.percentile(99) / 1e4) / 100 - 5), eld_max_ms: Math.max(0, Math.round(eld.max / 1e4) / 100 - 5), late_sends: late,
+    eld_p99_ms: Math.max(0, Math.round(eld.percentile(99) / 1e4 - 500) / 100), eld_max_ms: Math.max(0, Math.round(eld.max / 1e4 - 500) / 100), late_sends: late,
   };
 }
 

@@ -124,3 +124,10 @@ export function recoverySeconds(phases: PhaseResult[], index: number): number | 
   }
   return null;
 }
+
+/** Seconds from the start of phase `index` until the first second whose p99 is under `ms` (the queue is gone). */
+export function firstSecondUnder(phases: PhaseResult[], index: number, ms: number): number | null {
+  const tl = phases[index]?.timeline ?? [];
+  const hit = tl.find((x) => x.accepted > 0 && x.p99 < ms);
+  return hit ? hit.s - tl[0]!.s : null;
+}

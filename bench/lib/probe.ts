@@ -12,7 +12,7 @@ if (typeof process.send === 'function') {
   const h = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   h.enable();
   // The histogram records the time between the timer's ticks, resolution included: subtract it.
-  const ms = (ns: number): number => Math.max(0, Math.round(ns / 1e4) / 100 - RESOLUTION_MS);
+  const ms = (ns: number): number => Math.max(0, Math.round(ns / 1e4 - RESOLUTION_MS * 100) / 100);
   process.on('message', (m: { probe?: string }) => {
     if (m?.probe === 'reset') {
       h.reset();

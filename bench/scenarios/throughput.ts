@@ -7,7 +7,7 @@
  * appended = projected, ordering), and overload at 2× followed by recovery.
  */
 import { integrity, settle } from '../lib/sqlite-check.js';
-import { measure, recoverySeconds, type Ctx, type RunRecord } from '../lib/measure.js';
+import { firstSecondUnder, measure, recoverySeconds, type Ctx, type RunRecord } from '../lib/measure.js';
 
 export interface SearchResult {
   dist: 'uniform' | 'zipf';
@@ -86,7 +86,12 @@ export interface ThroughputResult {
     rss_before_mb: number;
     rss_max_mb: number;
     recovery_rate: number;
+    /** First second of the recovery phase after which every second's p99 is under 20 ms. */
     recovered_after_s: number | null;
+    /** First second of the recovery phase whose p99 is under 100 ms (the queued backlog is gone). */
+    backlog_drained_after_s: number | null;
+    /** p99 (ms) of each second of the recovery phase. */
+    recovery_p99_by_second: number[];
   };
   integrity: ReturnType<typeof integrity>;
 }
@@ -133,9 +138,11 @@ export async function throughput(ctx: Ctx, nodes: string[]): Promise<ThroughputR
   const overload = {
     rate: overRate, run, shed_429: over.status['429'] ?? 0, shed_503: over.status['503'] ?? 0,
     rss_before_mb: Math.round(rssBefore), rss_max_mb: run.server_rss_max_mb, recovery_rate: recoveryRate, recovered_after_s: recovered,
+    backlog_drained_after_s: firstSecondUnder(run.phases!, 1, 100), recovery_p99_by_second: run.phases![1]!.timeline.map((x) => x.p99),
   };
   ctx.log(`  overload: 429 ${overload.shed_429}, 503 ${overload.shed_503}, overload p99 ${over.latency.p99} ms; RSS ${overload.rss_before_mb} → max ${overload.rss_max_mb} MB; ` +
-    `p99 back under 20 ms ${recovered === null ? 'NOT within the recovery phase' : `${recovered} s into the recovery phase`}`);
+    `backlog gone (p99 < 100 ms) ${overload.backlog_drained_after_s ?? 'never'} s and p99 under 20 ms for good ` +
+    `${recovered === null ? 'NOT within the recovery phase' : `${recovered} s`} into the recovery phase; p99 by second: ${overload.recovery_p99_by_second.slice(0, 10).map(Math.round).join(' ')} ...`);
   await settle(ctx.db, run.from_position, run.tag);
   const integ = integrity(ctx.db);
   ctx.log(`  integrity: ${integ.events} events in ${integ.streams} streams; ordering violations ${integ.ordering_violations}, bad starts ${integ.bad_starts}, ` +

@@ -15,7 +15,8 @@ import type { StackEvent } from '../../machines/stack/stack.events.js';
 import type { StackCommand, StackDecideContext } from '../../src/domain/stack/commands.js';
 import { decideStack, type StackDecision } from '../../src/domain/stack/decide.js';
 import { resolveReferences, type NodeOutput } from '../../src/domain/stack/graph.js';
-import { evolveStack, initialStackState, type ResourceRecord, type StackState } from '../../src/domain/stack/state.js';
+import { evolveStack, initialStackState, type StackState } from '../../src/domain/stack/state.js';
+import { pendingWorkOrders, type StackWorkOrder } from '../../src/domain/stack/work.js';
 import { parseTemplate, type Template } from '../../src/domain/stack/template.js';
 
 export const STACK_ID = 'stack-1';
@@ -87,18 +88,16 @@ export function createSim(opts: SimOptions = {}) {
     return d;
   }
 
-  /** In-flight actions the workers have not carried out yet. */
-  const pending = (): ResourceRecord[] =>
-    Object.values(state.records).filter((r) => r.action !== null && !reported.has(r.action.action_id));
+  /** Work orders the workers have not carried out yet (dispatched at least once by the state). */
+  const pending = (): StackWorkOrder[] => pendingWorkOrders(state).filter((o) => !reported.has(o.action_id));
 
-  /** A worker carries out one action (chosen at random among the pending ones) and reports. */
+  /** A worker carries out one work order (chosen at random among the pending ones) and reports. */
   function step(): boolean {
     const todo = pending();
     if (todo.length === 0) return false;
-    const record = todo[Math.floor(random() * todo.length)]!;
-    const a = record.action!;
-    reported.add(a.action_id);
-    const report = work(record);
+    const order = todo[Math.floor(random() * todo.length)]!;
+    reported.add(order.action_id);
+    const report = work(order);
     reports.push(report);
     exec(report);
     if (random() < duplicateRate) {
@@ -108,27 +107,27 @@ export function createSim(opts: SimOptions = {}) {
     return true;
   }
 
-  function work(record: ResourceRecord): StackCommand {
-    const a = record.action!;
-    const props = record.properties ?? {};
-    const base = { type: 'ReportResourceOutcome' as const, traversal_id: a.traversal_id, action_id: a.action_id, record_id: record.record_id, phase: a.node_key.endsWith(':cleanup') ? 'cleanup' as const : 'update' as const };
+  /** What a test-resource worker does, knowing only its work order. */
+  function work(o: StackWorkOrder): StackCommand {
+    const props = o.properties;
+    const base = { type: 'ReportResourceOutcome' as const, traversal_id: o.traversal_id, action_id: o.action_id, record_id: o.record_id, phase: o.phase };
     const failOn = Array.isArray(props['fail_on']) ? props['fail_on'] : [];
-    if (failOn.includes(a.action.toLowerCase())) {
-      log.push({ action: a.action, name: record.name, record_id: record.record_id, physical_id: record.physical_id, ok: false });
-      return { ...base, outcome: 'failed', outputs: null, error: { code: 'resource_error', message: `${record.name} refused to ${a.action.toLowerCase()}` } };
+    if (failOn.includes(o.action.toLowerCase())) {
+      log.push({ action: o.action, name: o.name, record_id: o.record_id, physical_id: o.physical_id, ok: false });
+      return { ...base, outcome: 'failed', outputs: null, error: { code: 'resource_error', message: `${o.name} refused to ${o.action.toLowerCase()}` } };
     }
-    let physicalId = record.physical_id;
-    if (a.action === 'CREATE') {
+    let physicalId = o.physical_id;
+    if (o.action === 'CREATE') {
       physicalId = `phys-${++physicalIds}`;
-      world.set(physicalId, { id: physicalId, name: record.name, properties: props });
-    } else if (a.action === 'UPDATE') {
-      world.set(physicalId!, { id: physicalId!, name: record.name, properties: props });
+      world.set(physicalId, { id: physicalId, name: o.name, properties: props });
+    } else if (o.action === 'UPDATE') {
+      world.set(physicalId!, { id: physicalId!, name: o.name, properties: props });
     } else if (physicalId !== null) {
       checkNothingRefersTo(physicalId);
       world.delete(physicalId);
     }
-    log.push({ action: a.action, name: record.name, record_id: record.record_id, physical_id: physicalId, ok: true });
-    const outputs = a.action === 'DELETE' ? null : { physical_id: physicalId, attributes: { output: props['value'] ?? null } };
+    log.push({ action: o.action, name: o.name, record_id: o.record_id, physical_id: physicalId, ok: true });
+    const outputs = o.action === 'DELETE' ? null : { physical_id: physicalId, attributes: { output: props['value'] ?? null } };
     return { ...base, outcome: 'complete', outputs, error: null };
   }
 

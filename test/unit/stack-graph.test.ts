@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   buildGraph, chooseRecord, inputsOf, isComplete, nodeKey, planCleanup, planUpdate, ready, resolveReferences,
-  type Graph, type GraphRecord, type ResourceStatus,
+  type Graph, type GraphRecord, type NodeOutput, type ResourceStatus,
 } from '../../src/domain/stack/graph.js';
 import { EMPTY_TEMPLATE, type Template } from '../../src/domain/stack/template.js';
 import { rng, tpl } from '../support/stack-sim.js';
@@ -213,7 +213,7 @@ describe('inputs and references', () => {
 
   it("passes a node its update predecessors' outputs, by name", () => {
     const { graph, id } = createPlan(tpl({ a: {}, b: {}, c: { depends_on: ['a', 'b'] } }));
-    const byKey: Record<string, (typeof outputs)['a']> = { [up(id('a'))]: outputs.a, [up(id('b'))]: outputs.b };
+    const byKey: Record<string, NodeOutput> = { [up(id('a'))]: outputs.a, [up(id('b'))]: outputs.b };
     expect(inputsOf(graph, up(id('c')), (k) => byKey[k] ?? null)).toEqual({ a: outputs.a, b: outputs.b });
   });
 });

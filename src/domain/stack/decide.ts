@@ -97,12 +97,17 @@ function coalesce(w: StackWorking, taskId: string): void {
   w.result.coalesced = true;
 }
 
-/** The running traversal's task ends `cancelled`: a newer request took over. */
+/**
+ * The running traversal's task ends: `cancelled`, since a newer request took over — or `failed`
+ * with the original error when it is an automatic rollback's (the operation had failed already).
+ */
 function supersede(w: StackWorking, verb: string, taskId: string): void {
   const t = w.state.traversal;
-  if (t && t.state === 'running' && t.task_id !== null && w.state.tasks[t.task_id]) {
-    w.emit('TaskFinished', { task_id: t.task_id, state: 'cancelled', error: { code: 'cancelled', message: `Superseded by ${verb} (task ${taskId}).` } });
-  }
+  if (!t || t.state !== 'running' || t.task_id === null || !w.state.tasks[t.task_id]) return;
+  const why = `${t.action === 'ROLLBACK' ? 'rollback superseded' : 'Superseded'} by ${verb} (task ${taskId}).`;
+  w.emit('TaskFinished', t.task_error
+    ? { task_id: t.task_id, state: 'failed', error: { code: t.task_error.code, message: `${t.task_error.message}; ${why}` } }
+    : { task_id: t.task_id, state: 'cancelled', error: { code: 'cancelled', message: why } });
 }
 
 function create(w: StackWorking, c: Extract<StackCommand, { type: 'Create' }>): void {

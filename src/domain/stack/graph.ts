@@ -21,6 +21,7 @@ import { resourceType, type ResourceAction } from './resource-types.js';
 import { isPlainObject, jsonEqual } from './json.js';
 import { dependencies, type ResourceDefinition, type Template } from './template.js';
 
+/** A graph node's phase: build the record from the template, or clean it up once unneeded. */
 export type Phase = 'update' | 'cleanup';
 
 /** A resource record's status (docs/stacks.md "Resource states"). */

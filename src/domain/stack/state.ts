@@ -7,7 +7,7 @@ import { nextStackStatus, type StackStatus } from '../../../machines/stack/stack
 import { machineEventOf, type StackEvent, type StackEventMap, type TaskError } from '../../../machines/stack/stack.events.js';
 import type { StackAction } from '../../../machines/stack/stack.machine.js';
 import { applyTaskEvent, isTerminal, taskIdOf, type TaskRecord } from '../tasks.js';
-import { nodeKey, type Graph, type GraphRecord, type Phase, type ResourceStatus } from './graph.js';
+import { nodeKey, type Graph, type GraphRecord, type ResourceStatus } from './graph.js';
 import type { ResourceAction } from './resource-types.js';
 import type { ResourceDefinition, Template } from './template.js';
 
@@ -24,6 +24,10 @@ export interface InFlightAction {
   /** A signal that arrived before the worker reported. */
   readonly signal: { status: 'complete' | 'fail'; reason: string | null } | null;
   readonly deadline_at: string;
+  /** What the record requires once this create/update succeeds (null for a delete). */
+  readonly requires_after: readonly string[] | null;
+  /** The work order itself, so it can be dispatched again after a restart from the state alone. */
+  readonly order: StackEventMap['ResourceActionStarted'];
 }
 
 /** A resource record: one physical version of a resource (a replacement is another record). */
@@ -235,11 +239,14 @@ function actionStarted(s: Mutable<StackState>, d: Data<'ResourceActionStarted'>,
   const key = nodeKey(d.node_record_id, d.phase);
   const action: InFlightAction = {
     action_id: d.action_id, traversal_id: d.traversal_id, node_key: key, action: d.action, hold: d.hold,
-    held: null, signal: null, deadline_at: d.deadline_at,
+    held: null, signal: null, deadline_at: d.deadline_at, requires_after: d.definition === null ? null : d.requires, order: d,
   };
   // A create or update is the record being built from this definition, whatever the outcome.
+  // Until it succeeds the physical resource may still refer to what it required before, so it
+  // requires both (Heat's rule): its old dependencies are not cleaned up before it is.
   const built = d.definition === null ? {} : {
-    template_id: d.template_id, definition: d.definition, properties: d.properties, requires: d.requires, requires_names: d.requires_names,
+    template_id: d.template_id, definition: d.definition, properties: d.properties,
+    requires: [...new Set([...r.requires, ...d.requires])], requires_names: d.requires_names,
   };
   putRecord(s, { ...r, ...built, status: `${d.action}_IN_PROGRESS`, status_reason: 'state changed', action, updated_at: time });
   const t = s.traversal;
@@ -253,7 +260,10 @@ function actionEnded(
   const r = s.records[id];
   if (!r?.action) return;
   const status = `${r.action.action}_${outcome}` as ResourceStatus;
-  putRecord(s, { ...r, ...(outputs ?? {}), status, status_reason: reason, action: null, updated_at: time });
+  // A held action failed by its signal did run: what the worker built exists and must be cleaned.
+  const result = outputs ?? r.action.held ?? {};
+  const requires = outcome === 'COMPLETE' && r.action.requires_after !== null ? [...r.action.requires_after] : r.requires;
+  putRecord(s, { ...r, ...result, requires, status, status_reason: reason, action: null, updated_at: time });
   if (outcome === 'COMPLETE') markDone(s, r.action.traversal_id, r.action.node_key, id);
 }
 
@@ -273,10 +283,4 @@ function completed(s: Mutable<StackState>, d: Data<'TraversalCompleted'>): void 
   s.outputs = d.outputs;
   s.status_reason = `Stack ${d.action} completed successfully`;
   if (d.action !== 'DELETE') s.last_good = { template: t.template, template_id: t.template_id };
-}
-
-/** The node key an in-flight action reports for, split (for work orders and reports). */
-export function actionNode(a: InFlightAction): { record_id: string; phase: Phase } {
-  const i = a.node_key.lastIndexOf(':');
-  return { record_id: a.node_key.slice(0, i), phase: a.node_key.slice(i + 1) as Phase };
 }
