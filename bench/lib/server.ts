@@ -42,6 +42,8 @@ export interface Server {
   /** ms from spawn until /readyz answered 200. */
   readyMs: number;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** How the process ended, or null while it runs. */
+  exitInfo(): { code: number | null; signal: NodeJS.Signals | null } | null;
   /** user+system CPU of the server process so far, µs (from /proc/<pid>/stat). */
   cpuUs(): number;
   rssMb(): number;
@@ -145,6 +147,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<Server> {
   const pid = child.pid!;
   return {
     baseUrl, pid, dataDir, dbPath: join(dataDir, 'ironclad.db'), child, readyMs, exited,
+    exitInfo: () => exitInfo,
     cpuUs: () => procCpuUs(pid),
     rssMb: () => procRssMb(pid),
     probe(cmd) {
