@@ -55,6 +55,8 @@ describe('GET /v1/events (Server-Sent Events)', () => {
     const s1 = await openStream(`${base}/v1/events`, { authorization: 'Bearer ta' });
     expect(s1.res.status).toBe(200);
     expect(s1.res.headers.get('content-type')).toContain('text/event-stream');
+    expect(s1.res.headers.get('x-content-type-options')).toBe('nosniff'); // helmet's headers survive the hijack
+    expect(s1.res.headers.get('x-request-id')).toBeTruthy();
     const a = await h.enroll({ name: 'a1' }, 'ta');
     const b = await h.enroll({ name: 'b1' }, 'tb');
     await h.provision(a, 'manage', {}, 'ta');

@@ -46,9 +46,12 @@ export async function eventRoutes(scope: FastifyInstance, deps: HttpDeps): Promi
       }
       return owners.get(key) ?? null;
     };
+    // Keep the headers the hooks already set (helmet, X-Request-Id) on the hijacked stream.
+    const inherited = Object.fromEntries(Object.entries(reply.getHeaders()).filter(([, v]) => v !== undefined)) as Record<string, string>;
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
+      ...inherited,
       'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive',
       'x-request-id': req.id, 'x-accel-buffering': 'no',
     });
