@@ -4,17 +4,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
+import { expectProblem } from '../support/expect-problem.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
 const TOKENS = 'tA=acme:member,tB=globex:member,tR=acme:reader,tAdmin=ops:admin';
 
-function expectProblem(r: LightMyRequestResponse, status: number, code: string): Record<string, any> {
-  expect(r.statusCode, r.body).toBe(status);
-  expect(r.headers['content-type']).toMatch(/^application\/problem\+json/);
-  const body = r.json();
-  expect(body).toMatchObject({ status, code, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
-  return body;
-}
 
 describe('authentication', () => {
   let h: Harness;

@@ -5,19 +5,13 @@
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { expectProblem } from '../support/expect-problem.js';
 import { createHarness, type Harness } from '../support/harness.js';
 import { waitFor } from '../support/wait-for.js';
 
 const TOKENS = 'tok-a=acme:member,tok-a2=acme:member,tok-b=beta:member';
 const RETENTION_S = 3600;
 
-function expectProblem(r: LightMyRequestResponse, status: number, code: string): Record<string, any> {
-  expect(r.statusCode, r.body).toBe(status);
-  expect(r.headers['content-type']).toMatch(/^application\/problem\+json/);
-  const b = r.json();
-  expect(b).toMatchObject({ status, code, type: expect.stringMatching(/\S/), title: expect.stringMatching(/\S/), detail: expect.stringMatching(/\S/) });
-  return b;
-}
 
 /** The replay is the first answer again: status, body and the headers a client acts on. */
 function expectReplay(first: LightMyRequestResponse, again: LightMyRequestResponse): void {

@@ -4,17 +4,10 @@
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { expectProblem } from '../support/expect-problem.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
 /** Asserts an RFC 9457 answer with `code` and returns its body. */
-function expectProblem(r: LightMyRequestResponse, status: number, code: string): Record<string, any> {
-  expect(r.statusCode, r.body).toBe(status);
-  expect(r.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(r.headers['x-request-id']).toEqual(expect.any(String));
-  const b = r.json();
-  expect(b).toMatchObject({ status, code, type: expect.stringMatching(/\S/), title: expect.stringMatching(/\S/), detail: expect.stringMatching(/\S/) });
-  return b;
-}
 
 const paths = (b: Record<string, any>): string[] => (b['errors'] as { path: string }[]).map((e) => e.path).sort();
 

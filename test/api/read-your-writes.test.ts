@@ -8,15 +8,9 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMemoryEventStore } from '../../src/adapters/memory/event-store.js';
 import type { EventStore } from '../../src/ports/event-store.js';
+import { expectProblem } from '../support/expect-problem.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
-function expectProblem(r: LightMyRequestResponse, status: number, code: string): Record<string, any> {
-  expect(r.statusCode, r.body).toBe(status);
-  expect(r.headers['content-type']).toMatch(/^application\/problem\+json/);
-  const b = r.json();
-  expect(b).toMatchObject({ status, code, type: expect.stringMatching(/\S/), title: expect.stringMatching(/\S/), detail: expect.stringMatching(/\S/) });
-  return b;
-}
 
 /** The memory event store, whose deliveries to subscribers wait while the gate is held. */
 function gatedStore(): { store: EventStore; hold(): void; release(): void } {

@@ -5,21 +5,11 @@
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { expectProblem } from '../support/expect-problem.js';
 import { createHarness, type Harness } from '../support/harness.js';
 
 const BODY_LIMIT = 2048;
 
-function expectProblem(r: LightMyRequestResponse, status: number, code: string): Record<string, any> {
-  expect(r.statusCode, r.body).toBe(status);
-  expect(r.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(r.headers['x-request-id']).toEqual(expect.any(String));
-  expect(r.headers['x-content-type-options']).toBe('nosniff');
-  const b = r.json();
-  expect(b).toMatchObject({
-    type: expect.stringMatching(/^https?:\/\/\S+$/), title: expect.stringMatching(/\S/), status, detail: expect.stringMatching(/\S/), code,
-  });
-  return b;
-}
 
 const paths = (b: Record<string, any>): string[] => (b['errors'] as { path: string }[]).map((e) => e.path).sort();
 
