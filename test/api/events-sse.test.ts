@@ -84,10 +84,13 @@ describe('GET /v1/events (Server-Sent Events)', () => {
     expect(none.status).toBe(401);
     expect(none.headers.get('content-type')).toContain('application/problem+json');
     const s = await openStream(`${base}/v1/events?since_position=0`, { authorization: 'Bearer tadm' });
-    await h.enroll({}, 'ta');
+    await h.enroll({ driver_info: { ipmi_password: 'sse-SECRET-1', nested: { api_token: 'sse-SECRET-2' } } }, 'ta');
     await h.enroll({}, 'tb');
     await waitFor(() => s.got.length >= 2, { what: 'both tenants\' events' });
     await s.close();
     expect(new Set(s.got.map((e) => e.data.data.owner))).toEqual(new Set(['acme', 'globex']));
+    const text = JSON.stringify(s.got);
+    expect(text).not.toContain('sse-SECRET');
+    expect(s.got[0]!.data.data.driver_info.ipmi_password).toBe('******');
   });
 });
