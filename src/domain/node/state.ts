@@ -5,6 +5,7 @@
  */
 import { nextProvisionState, stateInfo } from '../../../machines/node/node.model.js';
 import { machineEventOf, type NodeEvent } from '../../../machines/node/node.events.js';
+import type { FoldInput } from '../decision.js';
 import { applyTaskEvent, isTerminal, taskIdOf, type TaskRecord } from '../tasks.js';
 
 export interface Operation {
@@ -54,13 +55,7 @@ export interface NodeState {
 }
 
 /** A stored event as the fold needs it. */
-export interface FoldEvent {
-  type: string;
-  data: Record<string, unknown>;
-  time: string;
-  revision: number;
-  position: string | null;
-}
+export type FoldEvent = FoldInput;
 
 export function initialNodeState(id: string): NodeState {
   return {
