@@ -17,7 +17,9 @@ const seconds = Number(process.env['BENCH_PROFILE_S'] ?? 15);
 const dist = process.env['BENCH_PROFILE_DIST'] === 'zipf' ? 'zipf' : 'uniform';
 
 const profDir = tempDataDir();
-const server = await startServer({ nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+// BENCH_CLI_ROOT: profile another build (a copy of dist/ with package.json and node_modules beside it).
+const cliRoot = process.env['BENCH_CLI_ROOT'];
+const server = await startServer({ nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`], ...(cliRoot ? { cli: join(cliRoot, 'dist', 'src', 'cli', 'main.js') } : {}) });
 const client = new Client(server.baseUrl);
 const ids = await mapLimit(Array.from({ length: 1000 }), 32, () => client.enroll(fakeInfo()));
 const cpu0 = server.cpuUs();

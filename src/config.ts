@@ -10,7 +10,17 @@ const ConfigSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   PORT: int(8080),
   IRONCLAD_DATA_DIR: z.string().default('./data'),
+  /** Events and snapshots in this SQLite file (shared by the processes of one host); default the data dir's ironclad.db. */
+  IRONCLAD_EVENT_STORE_FILE: z.string().min(1).optional(),
+  /** NATS mode: seconds before an unacknowledged work order (a dead worker's) is delivered again; default deploy/nats (60). */
+  IRONCLAD_WORK_ACK_WAIT_S: z.coerce.number().int().min(1).optional(),
   NATS_URL: z.string().optional(),
+  /** NATS mode: entities are spread over this many partitions, each leased to one process (same value in every process). */
+  IRONCLAD_PARTITIONS: int(16, 1),
+  /** NATS mode: a process that stops renewing loses its leases after this long (its partitions are taken over). */
+  IRONCLAD_LEASE_TTL_MS: int(10_000, 500),
+  /** NATS mode: how long the API waits for the partition owner's answer to a command (then 503 command_timeout). */
+  IRONCLAD_COMMAND_TIMEOUT_MS: int(10_000, 100),
   KURRENTDB_URL: z.string().optional(),
   IRONCLAD_TOKENS: z.string().optional(),
   IRONCLAD_TOKEN_FILE: z.string().optional(),
@@ -22,6 +32,11 @@ const ConfigSchema = z.object({
   IRONCLAD_CALLBACK_HTTP_TIMEOUT_MS: int(10_000, 100),
   IRONCLAD_RATE_LIMIT: int(600, 1),
   IRONCLAD_MAX_PENDING: int(10_000, 1),
+  // Load shedding (src/http/load-shedding.ts): 503 `overloaded` while the process is saturated; 0 turns a limit off.
+  IRONCLAD_SHED_EVENT_LOOP_DELAY_MS: int(40, 0),
+  IRONCLAD_SHED_EVENT_LOOP_UTILIZATION: z.coerce.number().min(0).max(1).default(0),
+  IRONCLAD_SHED_HEAP_MB: int(0, 0),
+  IRONCLAD_SHED_SAMPLE_MS: int(250, 10),
   IRONCLAD_QUEUE_DEPTH: int(16, 1),
   IRONCLAD_IDEMPOTENCY_RETENTION_S: int(86_400, 1),
   IRONCLAD_CALLBACK_TIMEOUT_S: int(1800, 1),

@@ -4,7 +4,7 @@
  * fake clock) and by the benchmark.
  */
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -33,7 +33,24 @@ import { createNotifier } from './app/notifications/notifier.js';
 import { webhookSecrets } from './app/callbacks/signature.js';
 import { createConductor } from './app/work/conductor.js';
 import { createDeadlineScheduler } from './app/work/deadlines.js';
+import { embeddedOwnership, type Ownership } from './app/cluster/ownership.js';
+import { connectCluster, ownedOrThrow } from './app/cluster/cluster.js';
+import { createCommandRouter } from './app/cluster/command-router.js';
+import { createActorHost } from './app/cluster/actor-host.js';
+import { idempotentNodeId, nodeEntityHandler } from './app/cluster/node-commands.js';
+import { createWorkDispatcher } from './app/cluster/work-dispatcher.js';
+import { createWorkConsumer, ReadModelLagError } from './app/cluster/work-consumer.js';
+import { NATS_DEFINITIONS } from './adapters/nats/definitions.js';
 import { createPowerSync } from './app/work/power-sync.js';
+import { createStacksReadModel } from './app/read-models/stacks.js';
+import type { ResourceWorker } from './app/stacks/resource-worker.js';
+import { createTestResourceWorker } from './app/stacks/resources/test-resource.js';
+import { createBaremetalServerWorker } from './app/stacks/resources/baremetal-server.js';
+import { createNodeWaiter } from './app/stacks/resources/node-waiter.js';
+import { createStackConductor } from './app/stacks/stack-conductor.js';
+import { createStackDeadlines } from './app/stacks/stack-deadlines.js';
+import { createStackService } from './app/stacks/stack-service.js';
+import { evolveStack, initialStackState, type StackState } from './domain/stack/state.js';
 import { evolveNode, initialNodeState, type NodeState } from './domain/node/state.js';
 import { SYSTEM } from './domain/principal.js';
 import { openSecrets } from './domain/secrets.js';
@@ -57,6 +74,8 @@ export interface IroncladOptions {
   ids?: Ids;
   logger?: Logger & FastifyBaseLogger;
   drivers?: Record<string, Driver>;
+  /** Stack resource workers replacing the default ones of the same type (tests: workers the test controls). */
+  resourceWorkers?: ResourceWorker[];
 }
 
 export interface Ironclad {
@@ -91,8 +110,14 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     mkdirSync(config.IRONCLAD_DATA_DIR, { recursive: true });
     db = openSqlite(join(config.IRONCLAD_DATA_DIR, 'ironclad.db'), { synchronous: config.IRONCLAD_SQLITE_SYNC });
   }
-  const store = opts.store ?? (config.KURRENTDB_URL ? createKurrentEventStore(config.KURRENTDB_URL) : createSqliteEventStore(db));
-  const snapshots = opts.snapshots ?? createSqliteSnapshotStore(db);
+  // IRONCLAD_EVENT_STORE_FILE: events and snapshots in a file shared by the processes of one host;
+  // read models, checkpoints and everything else stay in this process's own data dir.
+  const eventsFile = config.IRONCLAD_EVENT_STORE_FILE;
+  const eventsDb = !opts.db && eventsFile && resolvePath(eventsFile) !== resolvePath(config.IRONCLAD_DATA_DIR, 'ironclad.db')
+    ? openSqlite(eventsFile, { synchronous: config.IRONCLAD_SQLITE_SYNC })
+    : null;
+  const store = opts.store ?? (config.KURRENTDB_URL ? createKurrentEventStore(config.KURRENTDB_URL) : createSqliteEventStore(eventsDb ?? db));
+  const snapshots = opts.snapshots ?? createSqliteSnapshotStore(eventsDb ?? db);
   const keyFile = join(config.IRONCLAD_DATA_DIR, 'secret.key');
   if (!config.IRONCLAD_SECRET_KEY) mkdirSync(config.IRONCLAD_DATA_DIR, { recursive: true });
   const box = createSecretBox(loadSecretKey(config.IRONCLAD_SECRET_KEY, keyFile));
@@ -101,16 +126,35 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   const nodesRM = createNodesReadModel(db);
   const tasksRM = createTasksReadModel(db);
   const names = createNameClaims(db);
+  // Cluster (issue 3, docs/decisions/0004-cluster.md): with NATS_URL, partition leases in NATS KV decide
+  // which process decides for which entity; idempotency keys and name claims are shared in KV too.
+  const cluster = config.NATS_URL ? await connectCluster({
+    servers: config.NATS_URL, name: `${config.HOST}:${config.PORT}`, partitions: config.IRONCLAD_PARTITIONS, leaseTtlMs: config.IRONCLAD_LEASE_TTL_MS,
+    idempotencyRetentionMs: config.IRONCLAD_IDEMPOTENCY_RETENTION_S * 1000, log: logger, now: () => clock.now(),
+  }) : null;
+  const ownership: Ownership = cluster?.leases ?? embeddedOwnership(config.IRONCLAD_PARTITIONS);
+  const owned = cluster ? { guard: ownedOrThrow(ownership), cacheable: (id: string) => ownership.ownsEntity(id) } : {};
+  const router = cluster ? createCommandRouter({ bus: () => bus!, partitions: config.IRONCLAD_PARTITIONS, ids, timeoutMs: config.IRONCLAD_COMMAND_TIMEOUT_MS }) : undefined;
   const runtime = createActorRuntime<NodeState>({
-    store, snapshots, clock, ids,
+    store, snapshots, clock, ids, ...owned,
     model: { entityType: 'node', initial: initialNodeState, evolve: evolveNode, snapshotVersion: 1 },
   });
   const decideConfig = {
     queueDepth: config.IRONCLAD_QUEUE_DEPTH, stepTimeoutS: config.IRONCLAD_STEP_TIMEOUT_S, callbackTimeoutS: config.IRONCLAD_CALLBACK_TIMEOUT_S,
     holdTimeoutS: config.IRONCLAD_HOLD_TIMEOUT_S, powerSyncFailures: config.IRONCLAD_POWER_SYNC_FAILURES,
   };
-  const nodes = createNodeService({ runtime, nodes: nodesRM, clock, ids, box, config: decideConfig, names });
-  const projector = createProjector({ store, db, nodes: nodesRM, tasks: tasksRM, log: logger });
+  const nodes = createNodeService({
+    runtime, nodes: nodesRM, clock, ids, box, config: decideConfig, names: cluster?.names.node ?? names,
+    router, newNodeId: cluster ? idempotentNodeId(() => ids.next()) : undefined,
+  });
+  const stacksRM = createStacksReadModel(db);
+  const stackNames = createNameClaims(db, 'stack');
+  const stackRuntime = createActorRuntime<StackState>({
+    store, snapshots, clock, ids, ...owned,
+    model: { entityType: 'stack', initial: initialStackState, evolve: evolveStack, snapshotVersion: 1 },
+  });
+  const stacks = createStackService({ runtime: stackRuntime, stacks: stacksRM, clock, ids, config: { defaultTimeoutS: 3600 }, names: stackNames });
+  const projector = createProjector({ store, db, nodes: nodesRM, tasks: tasksRM, log: logger, stacks: stacksRM });
   const waiters = createTaskWaiters();
 
   const fake = createFakeDriver(clock);
@@ -131,6 +175,27 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   const deadlines = createDeadlineScheduler({
     clock, expire: (nodeId, opId, deadlineAt) => void system(nodeId, { type: 'ExpireDeadline', op_id: opId, deadline_at: deadlineAt }, opId),
   });
+  // Stacks (issue 5): work orders run by the resource workers of this process, reported as SYSTEM.
+  const stackSystem = (stackId: string, command: Parameters<typeof stacks.send>[2], causation: string) =>
+    stacks.send(SYSTEM, stackId, command, { ...internal, causation_id: causation });
+  // Bare-metal servers wait on their nodes through the projected batches (no polling).
+  const nodeWaiter = createNodeWaiter({ get: (id) => nodesRM.get(id) });
+  projector.onBatch((batch) => nodeWaiter.notify(batch.nodes.values()));
+  const defaultWorkers: ResourceWorker[] = [
+    createTestResourceWorker({ clock, ids }),
+    createBaremetalServerWorker({ nodes, nodesRM, waiter: nodeWaiter, ids, clock }),
+  ];
+  const overrides = new Set((opts.resourceWorkers ?? []).map((w) => w.type));
+  const stackConductor = createStackConductor({
+    workers: [...defaultWorkers.filter((w) => !overrides.has(w.type)), ...(opts.resourceWorkers ?? [])],
+    concurrency: config.IRONCLAD_WORKERS, log: logger,
+    report: async (stackId, r) => void (await stackSystem(stackId, { type: 'ReportResourceOutcome', ...r }, r.action_id)),
+  });
+  const stackDeadlines = createStackDeadlines({
+    clock,
+    expire: (stackId, traversalId, deadlineAt) => void stackSystem(stackId, { type: 'ExpireTimeout', traversal_id: traversalId, deadline_at: deadlineAt }, traversalId)
+      .catch((err) => logger.error({ err, stack_id: stackId }, 'stack timeout could not be recorded')),
+  });
   const powerSync = createPowerSync({
     clock, periodS: config.IRONCLAD_POWER_SYNC_S, concurrency: config.IRONCLAD_POWER_SYNC_CONCURRENCY, drivers, log: logger,
     nodes: () => nodesRM.allLive(),
@@ -147,35 +212,77 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   const callbacks = createCallbackDispatcher({
     clock, log: logger, allow: callbackAllow, secretFor: webhookSecrets(config.IRONCLAD_WEBHOOK_SECRETS, defaultWebhookSecret),
     maxAttempts: config.IRONCLAD_CALLBACK_MAX_ATTEMPTS, backoffMs: config.IRONCLAD_CALLBACK_BACKOFF_MS, timeoutMs: config.IRONCLAD_CALLBACK_HTTP_TIMEOUT_MS,
-    record: async (task, a) => void (await system(task.resource_id, { type: 'RecordCallbackAttempt', ...a }, task.id)),
+    record: async (task, a) => void (await (task.resource_type === 'stack'
+      ? stackSystem(task.resource_id, { type: 'RecordCallbackAttempt', ...a }, task.id).catch((err) => logger.error({ err, stack_id: task.resource_id }, 'internal command failed'))
+      : system(task.resource_id, { type: 'RecordCallbackAttempt', ...a }, task.id))),
   });
 
   // NATS (issue 3): with NATS_URL, every stored event is also published to JetStream (IRONCLAD_EVENTS).
-  const bus: Bus | null = config.NATS_URL ? await createNatsBus({ servers: config.NATS_URL, log: logger, name: `ironclad ${config.HOST}:${config.PORT}` }) : null;
-  const notifier = bus ? createNotifier({ store, db, bus, nodeOwner: (id) => nodesRM.get(id)?.owner, log: logger }) : null;
+  const workAckWaitMs = config.IRONCLAD_WORK_ACK_WAIT_S !== undefined ? config.IRONCLAD_WORK_ACK_WAIT_S * 1000 : (NATS_DEFINITIONS.consumers.workers.ack_wait ?? 60e9) / 1e6;
+  const bus: Bus | null = config.NATS_URL ? await createNatsBus({
+    servers: config.NATS_URL, log: logger, name: `ironclad ${config.HOST}:${config.PORT}`,
+    tuning: config.IRONCLAD_WORK_ACK_WAIT_S !== undefined ? { workAckWaitMs } : undefined,
+  }) : null;
+  // The owner of each partition serves its commands (the router above sends them there).
+  const host = bus && cluster ? createActorHost({ bus, ownership, log: logger }) : null;
+  host?.register('node', nodeEntityHandler({ nodes, runtime, store }));
+  const notifier = bus ? createNotifier({ store, db, bus, nodeOwner: (id) => nodesRM.get(id)?.owner, stackOwner: (id) => stacksRM.get(id)?.owner, log: logger }) : null;
+
+  // Work plane over NATS (issue 3, docs/decisions/0004-cluster.md "Work plane"): the partition owner
+  // publishes work orders and arms deadlines and callbacks; every process consumes work orders.
+  const strict = (nodeId: string, command: Parameters<typeof nodes.send>[2], causation: string): Promise<unknown> =>
+    nodes.send(SYSTEM, nodeId, command, { ...internal, causation_id: causation });
+  const workDispatcher = bus ? createWorkDispatcher({
+    bus, ownership, clock, log: logger, deadlines, callbacks,
+    runningNodes: () => nodesRM.withRunningSteps(), nodesWithDeadlines: () => nodesRM.withDeadlines(), tasksWithPendingCallbacks: () => tasksRM.withPendingCallbacks(),
+  }) : null;
+  const workConsumer = bus ? createWorkConsumer({
+    bus, log: logger, concurrency: config.IRONCLAD_WORKERS, heartbeatMs: Math.max(100, Math.floor(workAckWaitMs / 3)),
+    drivers, driverNode: (s) => ({ id: s.id, driver_info: openSecrets(s.driver_info, box) }),
+    reportStep: async (o, outcome) => void (await strict(o.node_id, { type: 'ReportStepOutcome', op_id: o.op_id, step_id: o.step_id, outcome }, o.step_id)),
+    reportPower: async (o, result) => void (await strict(o.node_id, { type: 'ReportPowerOutcome', op_id: o.op_id, step_id: o.step_id, result }, o.step_id)),
+    async stateAt(nodeId, position) {
+      if (position !== null && !(await projector.waitFor(position, 30_000))) throw new ReadModelLagError(`read models did not reach ${position} within 30 s`);
+      return nodesRM.get(nodeId);
+    },
+  }) : null;
 
   let live = false;
   projector.onBatch((batch) => {
     waiters.notify(batch.tasks.values());
-    if (live) for (const t of batch.tasks.values()) callbacks.reconcile(t);
     if (!live) return; // during the start-up catch-up the scan below dispatches from the final state
+    if (workDispatcher) return workDispatcher.onBatch(batch); // NATS mode: only the owner's effects
+    for (const t of batch.tasks.values()) callbacks.reconcile(t);
     for (const s of batch.nodes.values()) {
       conductor.reconcile(s);
       deadlines.reconcile(s);
     }
   });
 
-  const idempotency = createIdempotencyStore(db, {
+  // Stack effects follow the projected stacks, run by the owner of the stack's partition only (with
+  // NATS; embedded, this process owns everything). Stack orders run in the owner's process, not
+  // over IRONCLAD_WORK yet; an acquired partition's stacks are re-dispatched below (start()).
+  projector.onBatch((batch) => {
+    if (!live) return;
+    for (const s of batch.stacks.values()) {
+      if (!ownership.ownsEntity(s.id)) continue;
+      stackConductor.reconcile(s);
+      stackDeadlines.reconcile(s);
+      if (s.deleted) stacks.releaseName(s).catch((err: unknown) => logger.error({ err, stack_id: s.id }, 'stack name could not be released'));
+    }
+  });
+
+  const idempotency = cluster?.idempotency ?? createIdempotencyStore(db, {
     retentionMs: config.IRONCLAD_IDEMPOTENCY_RETENTION_S * 1000, abandonAfterMs: 120_000, now: () => clock.now(),
   });
   const backlog = createBacklog({
     clock, limit: config.IRONCLAD_MAX_PENDING, pending: tasksRM.pendingCount, finished: tasksRM.finishedCount, projectedTo: () => projector.position(),
   });
   const app = await buildServer({
-    config, nodes, nodesRM, tasksRM, projector, store, waiters, tokens, ids, logger, idempotency, backlog, callbackAllow,
+    config, nodes, nodesRM, stacks, stacksRM, tasksRM, projector, store, waiters, tokens, ids, logger, idempotency, backlog, callbackAllow,
     metrics: {
       pendingTasks: tasksRM.pendingCount, projectedEvents: projector.eventsApplied, projectionPosition: projector.position,
-      cachedActors: runtime.cachedCount, work: conductor.stats,
+      cachedActors: runtime.cachedCount, work: workConsumer?.stats ?? conductor.stats,
     },
     async ready() {
       const checks: Record<string, string> = {};
@@ -195,7 +302,13 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
         }
       }
       checks['projections'] = live ? `at ${projector.position() ?? 'start'}` : 'catching up';
-      return { ok: live && checks['store'] === 'ok' && (!bus || checks['bus'] === 'ok'), checks };
+      if (cluster) {
+        const l = cluster.leases.status();
+        checks['cluster'] = l.joined
+          ? `member ${l.member} of ${l.members.length}: partitions [${l.owned.join(',')}] of ${config.IRONCLAD_PARTITIONS}${l.leader.length > 0 ? `, leader of ${l.leader.join(',')}` : ''}${l.unowned.length > 0 ? `, unowned [${l.unowned.join(',')}]` : ''}`
+          : 'joining';
+      }
+      return { ok: live && checks['store'] === 'ok' && (!bus || checks['bus'] === 'ok') && (!cluster || cluster.leases.joined()), checks };
     },
   }, { logger });
 
@@ -205,15 +318,40 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     app, config, store,
     async start() {
       await projector.start();
-      await notifier?.start();
-      names.reconcile();
-      for (const s of nodesRM.withRunningSteps()) conductor.reconcile(s);
-      for (const s of nodesRM.withDeadlines()) deadlines.reconcile(s);
-      for (const t of tasksRM.withPendingCallbacks()) callbacks.reconcile(t);
+      if (cluster) {
+        await cluster.leases.start(); // joined: this process holds its share of the partitions
+        await host?.start();
+        await cluster.names.node.reconcile({
+          get: (id) => nodesRM.get(id), allNamed: () => nodesRM.allLive().filter((n) => n.name !== null),
+        }, 120_000);
+      }
+      // Singletons follow their leases (embedded: this process leads forever); listen first, then look.
+      ownership.onLeader('notifier', (leader) => {
+        if (!notifier || closed) return;
+        (leader ? notifier.start() : notifier.stop()).catch((err: unknown) => logger.error({ err }, 'notifier hand-over failed'));
+      });
+      if (ownership.isLeader('notifier')) await notifier?.start();
+      if (!cluster) names.reconcile();
+      stackNames.reconcile();
+      const armStacks = (): void => {
+        for (const s of stacksRM.withPendingWork()) if (ownership.ownsEntity(s.id)) stackConductor.reconcile(s);
+        for (const s of stacksRM.withDeadlines()) if (ownership.ownsEntity(s.id)) stackDeadlines.reconcile(s);
+      };
+      armStacks();
+      ownership.onChange((acquired) => void (acquired.length > 0 && !closed && armStacks()));
+      if (workDispatcher && workConsumer) {
+        workDispatcher.start();
+        await workConsumer.start();
+      } else {
+        for (const s of nodesRM.withRunningSteps()) conductor.reconcile(s);
+        for (const s of nodesRM.withDeadlines()) deadlines.reconcile(s);
+        for (const t of tasksRM.withPendingCallbacks()) callbacks.reconcile(t);
+      }
       live = true;
-      powerSync.start();
+      ownership.onLeader('power-sync', (leader) => (closed ? undefined : leader ? powerSync.start() : powerSync.stop()));
+      if (ownership.isLeader('power-sync')) powerSync.start();
       const purge = (): void => {
-        idempotency.purgeExpired();
+        if (ownership.isLeader('purge')) void Promise.resolve(idempotency.purgeExpired()).catch((err: unknown) => logger.warn({ err }, 'idempotency purge failed'));
         cancelPurge = clock.setTimeout(purge, 3600_000);
       };
       purge();
@@ -226,17 +364,27 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
       closed = true;
       powerSync.stop();
       cancelPurge?.();
+      // Hand the partitions over at once (graceful): stop serving commands, then delete the leases.
+      await host?.stop();
+      await cluster?.leases.stop();
       await app.close();
       conductor.stop();
+      stackConductor.stop();
+      stackDeadlines.stop();
+      stackRuntime.close();
+      workDispatcher?.stop();
+      await workConsumer?.stop();
       deadlines.stop();
       callbacks.stop();
       runtime.close();
       await notifier?.stop();
       await bus?.close();
+      await cluster?.close();
       await projector.close();
       await store.close();
+      eventsDb?.close();
       if (!opts.db) db!.close();
     },
-    internals: { bus, notifier, callbacks, idempotency, backlog, nodes, runtime, conductor, deadlines, projector, nodesRM, tasksRM, fake, powerSync, evolveNode },
+    internals: { cluster, host, stacks, stacksRM, stackConductor, stackDeadlines, stackRuntime, bus, ownership, workDispatcher, workConsumer, notifier, callbacks, idempotency, backlog, nodes, runtime, conductor, deadlines, projector, nodesRM, tasksRM, fake, powerSync, evolveNode },
   };
 }

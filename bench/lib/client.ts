@@ -25,7 +25,23 @@ export class Client {
     this.pool = new Pool(baseUrl, { connections, pipelining: 1, keepAliveTimeout: 60_000, headersTimeout: 120_000, bodyTimeout: 120_000 });
   }
 
+  /** 503 `overloaded` answers (load shedding) retried by `req` after their Retry-After. */
+  shedRetries = 0;
+
+  /**
+   * One request; a 503 `overloaded` (refused before anything ran) is retried after its Retry-After,
+   * as a well-behaved client does, up to 120 times.
+   */
   async req<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res<T>> {
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.once<T>(method, path, body, headers);
+      if (r.status !== 503 || (r.json as { code?: string } | null)?.code !== 'overloaded' || attempt >= 120) return r;
+      this.shedRetries++;
+      await new Promise((res) => setTimeout(res, Math.min(5, Number(r.headers['retry-after'] ?? 1)) * 1000 * (0.5 + Math.random() / 2)));
+    }
+  }
+
+  private async once<T>(method: string, path: string, body: unknown, headers: Record<string, string>): Promise<Res<T>> {
     const r = await this.pool.request({
       method: method as 'GET', path,
       headers: body !== undefined ? { 'content-type': 'application/json', ...headers } : headers,

@@ -181,7 +181,19 @@ async function runOpen(spec: OpenRun): Promise<OpenResult> {
   return { mode: 'open', phases: results, ...(lagPool ? { lag: summarize(lagHist), lagErrors } : {}), gen };
 }
 
+let shedRetries = 0;
+
+/** A closed-loop client's request: a 503 `overloaded` (shed before anything ran) is retried after its Retry-After. */
 async function json(pool: Pool, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; position: string }> {
+  for (let attempt = 0; ; attempt++) {
+    const r = await jsonOnce(pool, method, path, body, headers);
+    if (r.status !== 503 || r.json?.code !== 'overloaded' || attempt >= 120) return r;
+    shedRetries++;
+    await new Promise((res) => setTimeout(res, Math.min(5, Number(r.json?.retry_after_s ?? 1)) * 1000 * (0.5 + Math.random() / 2)));
+  }
+}
+
+async function jsonOnce(pool: Pool, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; position: string }> {
   const r = await pool.request({
     method: method as 'GET', path, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
     body: body === undefined ? null : JSON.stringify(body),
@@ -245,6 +257,7 @@ async function runLifecycle(spec: LifecycleRun): Promise<LifecycleResult> {
   res.latency = summarize(all);
   for (const [v, h] of Object.entries(perVerb)) res.verbLatency[v] = summarize(h);
   res.gen = genStats(t0, cpu0, 0);
+  res.shedRetries = shedRetries;
   await pool.destroy();
   return res;
 }

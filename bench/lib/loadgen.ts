@@ -94,6 +94,8 @@ export interface LifecycleResult {
   verbLatency: Record<string, LatencySummary>;
   readModelChecked: number;
   readModelMismatch: number;
+  /** 503 `overloaded` answers retried (load shedding). */
+  shedRetries?: number;
   errors: string[];
   gen: GenStats;
 }

@@ -31,6 +31,8 @@ export interface ServerOptions {
   /** Extra node flags (e.g. --cpu-prof). */
   nodeArgs?: string[];
   readyTimeoutMs?: number;
+  /** Another build's `dist/src/cli/main.js` (A/B runs against a copy of an earlier build). Default: this tree's. */
+  cli?: string;
 }
 
 export interface Server {
@@ -113,7 +115,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<Server> {
   const dataDir = opts.dataDir ?? tempDataDir();
   const port = await freePort();
   const t0 = performance.now();
-  const args = [...(opts.nodeArgs ?? []), '--import', pathToFileURL(PROBE).href, CLI, 'serve'];
+  const args = [...(opts.nodeArgs ?? []), '--import', pathToFileURL(PROBE).href, opts.cli ?? CLI, 'serve'];
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT, env: benchEnv(port, dataDir, opts.env), stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });

@@ -58,4 +58,15 @@ export function createIdempotencyStore(db: Database.Database, opts: { retentionM
   };
 }
 
-export type IdempotencyStore = ReturnType<typeof createIdempotencyStore>;
+export type SqliteIdempotencyStore = ReturnType<typeof createIdempotencyStore>;
+
+/**
+ * What the HTTP hook needs; the SQLite store above answers synchronously, the shared one of NATS
+ * mode (src/adapters/nats/idempotency-store.ts) asynchronously.
+ */
+export interface IdempotencyStore {
+  claim(tenant: string, key: string, fingerprint: string): ClaimResult | Promise<ClaimResult>;
+  complete(tenant: string, key: string, fingerprint: string, a: StoredAnswer): void | Promise<void>;
+  release(tenant: string, key: string): void | Promise<void>;
+  purgeExpired(): number | Promise<number>;
+}

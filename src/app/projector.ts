@@ -6,16 +6,20 @@
  */
 import type Database from 'better-sqlite3';
 import type { NodeState } from '../domain/node/state.js';
+import type { StackState } from '../domain/stack/state.js';
 import type { TaskRecord } from '../domain/tasks.js';
 import { comparePositions, type EventStore, type StoredEvent, type Subscription } from '../ports/event-store.js';
 import type { Logger } from '../ports/logger.js';
 import { clearReadModels } from './read-models/schema.js';
 import type { NodesReadModel } from './read-models/nodes.js';
+import type { StacksReadModel } from './read-models/stacks.js';
 import type { TaskBatch, TasksReadModel } from './read-models/tasks.js';
 
 export interface ProjectedBatch {
   events: StoredEvent[];
   nodes: Map<string, NodeState>;
+  /** Stacks changed in this batch (empty when no stacks read model is wired). */
+  stacks: Map<string, StackState>;
   tasks: Map<string, TaskRecord>;
   position: string;
 }
@@ -28,9 +32,11 @@ export function entityOf(stream: string): { type: string; id: string } {
 }
 
 const CHECKPOINT = 'read-models';
+/** Events per transaction while catching up at start (the live subscription hands over at most 500). */
+const CATCH_UP_PAGE = 20_000;
 
-export function createProjector(deps: { store: EventStore; db: Database.Database; nodes: NodesReadModel; tasks: TasksReadModel; log: Logger }) {
-  const { store, db, nodes, tasks, log } = deps;
+export function createProjector(deps: { store: EventStore; db: Database.Database; nodes: NodesReadModel; tasks: TasksReadModel; log: Logger; stacks?: StacksReadModel }) {
+  const { store, db, nodes, tasks, log, stacks } = deps;
   const listeners: BatchListener[] = [];
   const waiters: { position: string; resolve: (ok: boolean) => void }[] = [];
   const readCheckpoint = db.prepare('SELECT position FROM rm_checkpoints WHERE name = ?');
@@ -41,6 +47,7 @@ export function createProjector(deps: { store: EventStore; db: Database.Database
 
   const applyBatch = db.transaction((events: StoredEvent[]): ProjectedBatch => {
     const changedNodes = new Map<string, NodeState>();
+    const changedStacks = new Map<string, StackState>();
     const changedTasks = new Map<string, TaskRecord>();
     const taskRows: TaskBatch = new Map();
     for (const e of events) {
@@ -50,14 +57,20 @@ export function createProjector(deps: { store: EventStore; db: Database.Database
         changedNodes.set(entity.id, state);
         const t = tasks.fold(e, { resource_type: 'node', resource_id: entity.id, owner: state.owner }, taskRows);
         if (t) changedTasks.set(t.id, t);
+      } else if (entity.type === 'stack' && stacks) {
+        const state = stacks.fold(e, entity.id);
+        changedStacks.set(entity.id, state);
+        const t = tasks.fold(e, { resource_type: 'stack', resource_id: entity.id, owner: state.owner }, taskRows);
+        if (t) changedTasks.set(t.id, t);
       }
     }
     // One row write per changed node and task per batch (an append carries several events of one node).
     for (const state of changedNodes.values()) nodes.write(state);
+    for (const state of changedStacks.values()) stacks!.write(state);
     tasks.writeBatch(taskRows);
     const last = events[events.length - 1]!.position;
     writeCheckpoint.run(CHECKPOINT, last);
-    return { events, nodes: changedNodes, tasks: changedTasks, position: last };
+    return { events, nodes: changedNodes, stacks: changedStacks, tasks: changedTasks, position: last };
   });
 
   function handle(events: StoredEvent[]): void {
@@ -80,15 +93,36 @@ export function createProjector(deps: { store: EventStore; db: Database.Database
     }
   }
 
+  /**
+   * Start-up catch-up (a rebuild, or the log written while the process was down) in pages far
+   * larger than the live subscription's: each page is one transaction in which every changed node
+   * and task row is written once, however many of its events the page holds. A failure here is
+   * left to the subscription that follows, which retries the same events and logs why.
+   */
+  async function catchUp(head: string): Promise<void> {
+    try {
+      while (position === null || comparePositions(position, head) < 0) {
+        const page = await store.readAll({ ...(position === null ? {} : { after: position }), limit: CATCH_UP_PAGE });
+        if (page.length === 0) return;
+        handle(page);
+        await new Promise<void>((resolve) => setImmediate(resolve)); // let timers and I/O in between pages
+      }
+    } catch (err) {
+      log.warn({ err, position }, 'projection catch-up stopped; the subscription continues from here');
+    }
+  }
+
   return {
     /** Starts following the log; resolves once the read models reached the head seen at start. */
     async start(): Promise<void> {
       if (position === null) {
         clearReadModels(db);
         nodes.clearCache();
+        stacks?.clearCache();
         tasks.resetSeq();
       }
       const head = await store.headPosition();
+      if (head !== null) await catchUp(head);
       subscription = store.subscribeAll(position, handle);
       if (head !== null) await this.waitFor(head, 24 * 3600_000);
     },

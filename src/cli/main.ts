@@ -12,7 +12,7 @@ import { runTail, TAIL_USAGE } from './tail.js';
 
 const USAGE = `usage:
   ironclad serve                                  start the service (configured by environment variables)
-  ironclad replay node <id> [--until <revision>] [--json]
+  ironclad replay node|stack <id> [--until <revision>] [--json]
                                                   print each event of a node and the state after it
   ironclad demo --ipmi <N> [--port <P>]           N simulated BMCs (ipmi_sim) and an Ironclad managing them
 ${TAIL_USAGE}`;
@@ -30,7 +30,8 @@ async function main(argv: string[]): Promise<number> {
         return await runTail(rest, config);
       case 'replay': {
         const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { until: { type: 'string' }, json: { type: 'boolean' } } });
-        if (positionals[0] !== 'node' || !positionals[1]) {
+        const kind = positionals[0];
+        if ((kind !== 'node' && kind !== 'stack') || !positionals[1]) {
           process.stderr.write(`${USAGE}\n`);
           return 2;
         }
@@ -39,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
           process.stderr.write('--until must be a revision (a non-negative integer)\n');
           return 2;
         }
-        return await replayCommand(config, positionals[1], until, values.json ?? false, (s) => process.stdout.write(s));
+        return await replayCommand(config, positionals[1], until, values.json ?? false, (s) => process.stdout.write(s), kind);
       }
       default:
         process.stderr.write(`${USAGE}\n`);

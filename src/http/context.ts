@@ -2,6 +2,8 @@
 import type { Config } from '../config.js';
 import type { NodeService } from '../app/nodes/node-service.js';
 import type { NodesReadModel } from '../app/read-models/nodes.js';
+import type { StacksReadModel } from '../app/read-models/stacks.js';
+import type { StackService } from '../app/stacks/stack-service.js';
 import type { TasksReadModel } from '../app/read-models/tasks.js';
 import type { Projector } from '../app/projector.js';
 import type { TaskWaiters } from '../app/task-waiters.js';
@@ -18,6 +20,8 @@ export interface HttpDeps {
   config: Config;
   nodes: NodeService;
   nodesRM: NodesReadModel;
+  stacks: StackService;
+  stacksRM: StacksReadModel;
   tasksRM: TasksReadModel;
   projector: Projector;
   store: EventStore;

@@ -34,7 +34,7 @@ export function registerIdempotency(app: FastifyInstance, store: IdempotencyStor
     }
     const fp = fingerprint(req);
     const tenant = req.principal.tenant;
-    const res = store.claim(tenant, key, fp);
+    const res = await store.claim(tenant, key, fp);
     switch (res.kind) {
       case 'claimed':
         req.idempotency = { tenant, key, fingerprint: fp };
@@ -56,7 +56,7 @@ export function registerIdempotency(app: FastifyInstance, store: IdempotencyStor
     req.idempotency = null;
     const status = reply.statusCode;
     if (status >= 500 || status === 429) {
-      store.release(idem.tenant, idem.key);
+      await store.release(idem.tenant, idem.key);
       return payload;
     }
     const headers: Record<string, string> = {};
@@ -64,7 +64,7 @@ export function registerIdempotency(app: FastifyInstance, store: IdempotencyStor
       const v = reply.getHeader(h);
       if (v !== undefined) headers[h] = String(v);
     }
-    store.complete(idem.tenant, idem.key, idem.fingerprint, { status, headers, body: typeof payload === 'string' ? payload : payload === null || payload === undefined ? '' : String(payload) });
+    await store.complete(idem.tenant, idem.key, idem.fingerprint, { status, headers, body: typeof payload === 'string' ? payload : payload === null || payload === undefined ? '' : String(payload) });
     return payload;
   });
 }

@@ -7,6 +7,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
+import { registerLoadShedding } from './load-shedding.js';
 import { registerIdempotency } from './idempotency.js';
 import { registerMetrics } from './metrics.js';
 import { jsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -18,6 +19,7 @@ import { nodeRoutes } from './routes/nodes.js';
 import { taskRoutes } from './routes/tasks.js';
 import { systemRoutes } from './routes/system.js';
 import { eventRoutes } from './routes/events.js';
+import { stackRoutes } from './routes/stacks.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -80,6 +82,11 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
 
   // Security headers that make sense for a JSON API (CSP is left to the /docs page's needs).
   await app.register(helmet, { contentSecurityPolicy: false, crossOriginEmbedderPolicy: false });
+  // Shed before authentication and parsing: a refusal must cost next to nothing (503 overloaded + Retry-After).
+  await registerLoadShedding(base, {
+    maxEventLoopDelayMs: deps.config.IRONCLAD_SHED_EVENT_LOOP_DELAY_MS, maxEventLoopUtilization: deps.config.IRONCLAD_SHED_EVENT_LOOP_UTILIZATION,
+    maxHeapMb: deps.config.IRONCLAD_SHED_HEAP_MB, sampleIntervalMs: deps.config.IRONCLAD_SHED_SAMPLE_MS, retryAfterS: 1, exempt: isPublic,
+  });
   // Authenticate after helmet's onRequest hook, so 401 answers carry the security headers too.
   app.addHook('onRequest', async (req) => {
     if (isPublic(req.url)) return;
@@ -123,6 +130,8 @@ export async function buildServer(deps: HttpDeps, options: { logger?: FastifyBas
     await nodeRoutes(scope, deps);
     await taskRoutes(scope, deps);
     await eventRoutes(scope, deps);
+    // Its own plugin: the YAML body parser it adds stays with the stack routes.
+    await scope.register(async (stacks) => stackRoutes(stacks, deps));
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return base as unknown as FastifyInstance;

@@ -47,6 +47,13 @@ export interface ActorRuntimeOptions<S> {
   maxCached?: number;
   idleMs?: number;
   maxRetries?: number;
+  /**
+   * Cluster mode: called before every decision (also after a conflict reload); a throw (e.g. this
+   * process no longer holds the entity's partition lease) aborts the command before anything is appended.
+   */
+  guard?: (id: string) => void;
+  /** Cluster mode: only these ids are kept in the cache (the others may be written by another process). Default all. */
+  cacheable?: (id: string) => boolean;
 }
 
 interface Cached<S> {
@@ -63,6 +70,8 @@ export interface ActorRuntime<S> {
   cachedCount(): number;
   /** Drops idle actors from memory. Returns how many were evicted. */
   evictIdle(): number;
+  /** Drops the cached state of every id matching `which` (cluster: a partition this process lost or gained). */
+  evict(which: (id: string) => boolean): number;
   close(): void;
 }
 
@@ -98,6 +107,10 @@ export function createActorRuntime<S>(opts: ActorRuntimeOptions<S>): ActorRuntim
   }
 
   async function get(id: string): Promise<Cached<S>> {
+    if (opts.cacheable && !opts.cacheable(id)) {
+      cache.delete(id);
+      return loadFresh(id);
+    }
     const hit = cache.get(id);
     if (hit) {
       cache.delete(id); // re-insert: Map order is our LRU order
@@ -122,6 +135,7 @@ export function createActorRuntime<S>(opts: ActorRuntimeOptions<S>): ActorRuntim
   async function runOnce<T>(id: string, decide: (state: S, revision: number) => Decision<S, T>, metadata: Record<string, unknown>): Promise<ExecuteResult<S, T>> {
     const stream = streamName(model.entityType, id);
     for (let attempt = 0; ; attempt++) {
+      opts.guard?.(id);
       const current = await get(id);
       const decision = decide(current.state, current.revision);
       if (decision.events.length === 0) return { value: decision.value, state: current.state, appended: [], position: null };
@@ -134,7 +148,7 @@ export function createActorRuntime<S>(opts: ActorRuntimeOptions<S>): ActorRuntim
         let state = current.state;
         for (const e of res.events) state = model.evolve(state, e);
         const next: Cached<S> = { state, revision: res.revision, snapshotRevision: current.snapshotRevision, lastUsed: clock.now() };
-        cache.set(id, next);
+        if (!opts.cacheable || opts.cacheable(id)) cache.set(id, next);
         if (res.revision - next.snapshotRevision >= snapshotEvery) {
           next.snapshotRevision = res.revision;
           await snapshots.put(stream, res.revision, { v: model.snapshotVersion, s: state });
@@ -189,6 +203,16 @@ export function createActorRuntime<S>(opts: ActorRuntimeOptions<S>): ActorRuntim
     },
     cachedCount: () => cache.size,
     evictIdle,
+    evict(which) {
+      let n = 0;
+      for (const id of [...cache.keys()]) {
+        if (which(id)) {
+          cache.delete(id);
+          n++;
+        }
+      }
+      return n;
+    },
     close() {
       cancelSweep?.();
     },

@@ -2,6 +2,7 @@
  * Backpressure (api.md "Conventions"): 429 `rate_limited` per token above IRONCLAD_RATE_LIMIT,
  * and 503 `overloaded` when the global backlog of pending tasks reaches IRONCLAD_MAX_PENDING, with
  * a Retry-After computed from the observed drain rate. The fake clock decides when tasks finish.
+ * And load shedding: 503 `overloaded` + Retry-After while the process is saturated.
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -231,3 +232,36 @@ describe('503 overloaded above IRONCLAD_MAX_PENDING', () => {
   });
 });
 
+
+describe('503 overloaded while the process is saturated (load shedding)', () => {
+  // Pressure is forced through the heap limit: 1 MB is always exceeded once the first reading is
+  // taken, so the test waits for that reading (a condition), never for time to pass.
+  const reading = (hh: Harness): Promise<void> =>
+    waitFor(() => hh.ic.app.memoryUsage().heapUsed > 0, { what: 'the first pressure reading' });
+
+  it('refuses commands and reads with Retry-After before running them, and keeps answering health, readiness and metrics', async () => {
+    h = await createHarness({ IRONCLAD_TOKENS: 'tok-a=acme:member', IRONCLAD_SHED_HEAP_MB: '1', IRONCLAD_SHED_SAMPLE_MS: '10' });
+    await reading(h);
+    const head = await h.store.headPosition();
+    const r = await h.req({ method: 'POST', url: '/v1/nodes', payload: { driver: 'fake', resource_class: 'x' }, token: 'tok-a' });
+    const b = expectProblem(r, 503, 'overloaded');
+    expect(r.headers['retry-after']).toBe('1');
+    expect(b['retry_after_s']).toBe(1);
+    expect(b['pressure']).toBe('heapUsedBytes');
+    expect(b['detail']).toMatch(/heap used \d+ MB/);
+    expect(await h.store.headPosition()).toBe(head);
+    expectProblem(await h.req({ method: 'GET', url: '/v1/nodes', token: 'tok-a' }), 503, 'overloaded');
+    // Shed before authentication: a flood without a valid token costs no more than one with it.
+    expectProblem(await h.req({ method: 'GET', url: '/v1/tasks' }), 503, 'overloaded');
+    for (const url of ['/healthz', '/readyz', '/metrics']) expect((await h.req({ method: 'GET', url })).statusCode, url).toBe(200);
+  });
+
+  it('admits everything while the readings are under the limits', async () => {
+    h = await createHarness({ IRONCLAD_SHED_HEAP_MB: '1000000', IRONCLAD_SHED_SAMPLE_MS: '10' });
+    await reading(h);
+    expect(h.ic.app.isUnderPressure()).toBe(false);
+    const id = await h.enroll({ name: 'calm' });
+    const r = await h.req({ method: 'PUT', url: `/v1/nodes/${id}/states/power`, payload: { target: 'power on' } });
+    expect(r.statusCode, r.body).toBe(202);
+  });
+});

@@ -15,6 +15,7 @@ import { createIronclad, type Ironclad } from '../../src/main.js';
 import { createMemoryEventStore } from '../../src/adapters/memory/event-store.js';
 import { createMemorySnapshotStore } from '../../src/adapters/memory/snapshot-store.js';
 import type { Driver } from '../../src/ports/driver.js';
+import type { ResourceWorker } from '../../src/app/stacks/resource-worker.js';
 import type { EventStore } from '../../src/ports/event-store.js';
 import { createFakeClock, createSequentialIds, type FakeClock } from './fake-clock.js';
 import { waitFor } from './wait-for.js';
@@ -37,6 +38,12 @@ export interface Harness {
   driveUntil(id: string, state: string, opts?: { stepMs?: number; maxSteps?: number; token?: string }): Promise<Record<string, any>>;
   /** Waits until the read models caught up with the store's head. */
   settle(): Promise<void>;
+  /** POST /v1/stacks (a test-resource template by default); returns the response. */
+  createStack(body: Record<string, unknown>, token?: string): Promise<LightMyRequestResponse>;
+  /** GET /v1/stacks/{id} after the read models settled (fails the test on a non-200). */
+  stack(idOrName: string, token?: string): Promise<Record<string, any>>;
+  /** Advances the fake clock step by step until the task is terminal; returns it. */
+  finishTask(taskId: string, opts?: { stepMs?: number; maxSteps?: number; token?: string }): Promise<Record<string, any>>;
   close(): Promise<void>;
 }
 
@@ -45,6 +52,8 @@ export interface HarnessOptions {
   persistent?: boolean;
   /** Replaces the default drivers (e.g. an ipmi driver tuned for tests); given the harness clock. */
   drivers?: (clock: FakeClock) => Record<string, Driver>;
+  /** Stack resource workers replacing the defaults of the same type; given the harness clock. */
+  resourceWorkers?: (clock: FakeClock) => ResourceWorker[];
 }
 
 export async function createHarness(env: Record<string, string> = {}, opts: HarnessOptions = {}): Promise<Harness> {
@@ -52,16 +61,17 @@ export async function createHarness(env: Record<string, string> = {}, opts: Harn
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
   const logger = pino({ level: 'debug' }, sink);
-  const config = parseConfig({ IRONCLAD_DATA_DIR: mkdtempSync(join(tmpdir(), 'ironclad-api-')), IRONCLAD_POWER_SYNC_S: '0', ...env });
+  const config = parseConfig({ IRONCLAD_DATA_DIR: mkdtempSync(join(tmpdir(), 'ironclad-api-')), IRONCLAD_POWER_SYNC_S: '0', IRONCLAD_SHED_EVENT_LOOP_DELAY_MS: '0', ...env });
   const ids = createUuidLike();
   const drivers = opts.drivers?.(clock);
+  const resourceWorkers = opts.resourceWorkers?.(clock);
   // persistent: the embedded SQLite store in a temp data dir, so restart() finds everything again.
   const boot = async (): Promise<Ironclad> => {
     const started = opts.persistent
-      ? await createIronclad({ config, clock, ids, drivers, logger: logger as never })
+      ? await createIronclad({ config, clock, ids, drivers, resourceWorkers, logger: logger as never })
       : await createIronclad({
           config, store: opts.store ?? createMemoryEventStore(), snapshots: createMemorySnapshotStore(), db: new Database(':memory:'),
-          clock, ids, drivers, logger: logger as never,
+          clock, ids, drivers, resourceWorkers, logger: logger as never,
         });
     await started.start();
     return started;
@@ -114,6 +124,22 @@ export async function createHarness(env: Record<string, string> = {}, opts: Harn
       }
       const n = await node(id, o.token);
       throw new Error(`node ${id} did not reach "${state}"; it is in "${n['provision_state']}" (task ${JSON.stringify(n['current_task'])}, last_error ${n['last_error']})`);
+    },
+    createStack: (body, token) => req({ method: 'POST', url: '/v1/stacks', payload: body, token }),
+    async stack(idOrName, token) {
+      await settle();
+      const r = await req({ method: 'GET', url: `/v1/stacks/${idOrName}`, token });
+      if (r.statusCode !== 200) throw new Error(`GET stack ${idOrName}: ${r.statusCode} ${r.body}`);
+      return r.json();
+    },
+    async finishTask(taskId, o = {}) {
+      for (let i = 0; i < (o.maxSteps ?? 400); i++) {
+        const t = await h.task(taskId, o.token);
+        if (['succeeded', 'failed', 'cancelled'].includes(t['state'])) return t;
+        clock.advance(o.stepMs ?? 25);
+        await new Promise((r) => setImmediate(r));
+      }
+      throw new Error(`task ${taskId} did not finish: ${JSON.stringify(await h.task(taskId, o.token))}`);
     },
     close: () => ic.close(),
   };

@@ -101,7 +101,7 @@ function spawnServer(port: number, opts: StartOptions): ServerProcess {
   const baseUrl = `http://127.0.0.1:${port}`;
   const env = childEnv({
     HOST: '127.0.0.1', PORT: String(port), IRONCLAD_DATA_DIR: opts.dataDir, IRONCLAD_LOG_LEVEL: 'info',
-    IRONCLAD_POWER_SYNC_S: '0', IRONCLAD_RATE_LIMIT: '1000000', ...opts.env,
+    IRONCLAD_POWER_SYNC_S: '0', IRONCLAD_RATE_LIMIT: '1000000', IRONCLAD_SHED_EVENT_LOOP_DELAY_MS: '0', ...opts.env,
   });
   const child = spawn(process.execPath, [CLI, 'serve'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const stdout: string[] = [];

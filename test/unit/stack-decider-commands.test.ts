@@ -17,14 +17,15 @@ describe('recorded events', () => {
     const d = givenStack([]).when({
       type: 'Create', name: 'web', owner: 'acme', template: tpl({ a: {}, b: { depends_on: ['a'] }, x: {} }), timeout_s: 30, rollback_on_failure: null, ...noTask,
     }).then([
-      { type: 'TaskCreated', data: { task_id: 't', action: 'create', kind: 'stack', params: { timeout_s: 30, rollback_on_failure: false }, queued: false } },
       { type: 'StackCreateRequested', data: { name: 'web', owner: 'acme' } },
+      { type: 'TaskCreated', data: { task_id: 't', action: 'create', kind: 'stack', params: { timeout_s: 30, rollback_on_failure: false }, queued: false } },
       { type: 'TraversalStarted', data: { action: 'CREATE', previous_template: null, timeout_s: 30, task_id: 't', deadline_at: '2026-01-01T00:01:30.000Z' } },
       { type: 'ResourceActionStarted', data: { name: 'a', action: 'CREATE', phase: 'update', physical_id: null, hold: false } },
       { type: 'ResourceActionStarted', data: { name: 'x', action: 'CREATE' } },
     ]);
     expect(d.state.status).toBe('CREATE_IN_PROGRESS');
     expect(d.result).toEqual({ task_id: 't', coalesced: false, ignored: false });
+    expect(d.state.tasks['t']).toMatchObject({ owner: 'acme', resource_type: 'stack', state: 'running' });
     expect(pendingWorkOrders(d.state).map((o) => o.name)).toEqual(['a', 'x']);
     expect(pendingDeadline(d.state)).toEqual({ traversal_id: d.state.traversal!.id, deadline_at: '2026-01-01T00:01:30.000Z' });
   });

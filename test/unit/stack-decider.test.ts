@@ -48,7 +48,7 @@ describe('create and delete, under any worker order', () => {
   it('computes outputs when complete and finishes the task', () => {
     const sim = createSim();
     const d = sim.create(linear);
-    expect(d.events.map((e) => e.type)).toEqual(['TaskCreated', 'StackCreateRequested', 'TraversalStarted', 'ResourceActionStarted']);
+    expect(d.events.map((e) => e.type)).toEqual(['StackCreateRequested', 'TaskCreated', 'TraversalStarted', 'ResourceActionStarted']);
     sim.run();
     // c's output is c's value = b's output = b's value = a's physical id.
     expect(sim.state.outputs).toEqual({ c: sim.byName('a')[0]!.physical_id });

@@ -1,7 +1,8 @@
 /**
  * SQLite event store (better-sqlite3): the embedded default. One row per event; the INTEGER
- * PRIMARY KEY is the global position. Several processes may share the file (WAL): each append is
- * one BEGIN IMMEDIATE transaction, and subscriptions poll to see other processes' appends.
+ * PRIMARY KEY is the global position. Several processes may share the file (WAL): the appends of
+ * one event-loop turn share one BEGIN IMMEDIATE transaction (group commit, see append-group.ts), and subscriptions see other processes' appends through a cheap
+ * `PRAGMA data_version` check (every 50 ms) backed by a slower re-read (every second).
  */
 import type Database from 'better-sqlite3';
 import { ConcurrencyError } from '../../domain/errors.js';
@@ -16,6 +17,7 @@ import type {
   Subscription,
 } from '../../ports/event-store.js';
 import { appendTime, expectedHolds, resolveDuplicates, validateAppend } from '../shared/append-rules.js';
+import { AppendGroup, RecentEvents, type AppendOutcome, type QueuedAppend } from './append-group.js';
 import {
   retryPolicy,
   startPullSubscription,
@@ -27,6 +29,12 @@ import {
 export interface SqliteEventStoreOptions extends SubscriptionRetryOptions {
   /** Idle subscriptions re-read this often to see appends made by other processes. Default 1000. */
   pollIntervalMs?: number;
+  /**
+   * While a subscription is open, `PRAGMA data_version` is checked this often and every
+   * subscription is woken when another connection (process) committed: appends of other processes
+   * are seen within this bound at the cost of one pragma per tick. 0 disables it. Default 50.
+   */
+  watchIntervalMs?: number;
   /** Largest batch handed to a subscription handler. Default 500. */
   batchSize?: number;
 }
@@ -115,20 +123,19 @@ export function createSqliteEventStore(db: Database.Database, options: SqliteEve
   };
 
   // The hot path: one indexed lookup and one INSERT per event; the caller's objects are returned
-  // as they are, so nothing is parsed back. IMMEDIATE takes the write lock up front, so two
-  // processes never deadlock upgrading a read lock, and the revision read cannot go stale.
-  const insertBatch = db
-    .transaction((stream: string, events: NewEvent[], expected: ExpectedRevision, time: string): StoredEvent[] => {
-      const current = sql.lastRevision.get(stream) ?? null;
-      if (!expectedHolds(expected, current)) throw new ExpectedMismatch(current);
-      let revision = current ?? -1;
-      return events.map((e) => {
-        revision++;
-        const { lastInsertRowid } = sql.insert.run(e.id, stream, revision, e.type, JSON.stringify(e.data), JSON.stringify(e.metadata), time);
-        return { id: e.id, stream, revision, type: e.type, data: e.data, metadata: e.metadata, position: String(lastInsertRowid), time };
-      });
-    })
-    .immediate;
+  // as they are, so nothing is parsed back.
+  const insertOne = (stream: string, events: NewEvent[], expected: ExpectedRevision, time: string): StoredEvent[] => {
+    const current = sql.lastRevision.get(stream) ?? null;
+    if (!expectedHolds(expected, current)) throw new ExpectedMismatch(current);
+    let revision = current ?? -1;
+    return events.map((e) => {
+      revision++;
+      const { lastInsertRowid } = sql.insert.run(e.id, stream, revision, e.type, JSON.stringify(e.data), JSON.stringify(e.metadata), time);
+      return { id: e.id, stream, revision, type: e.type, data: e.data, metadata: e.metadata, position: String(lastInsertRowid), time };
+    });
+  };
+  // Nested in the group's transaction this is a SAVEPOINT: a failed append rolls back only itself.
+  const appendInGroup = db.transaction(insertOne);
 
   /** The batch was rolled back: an idempotent retry, a clear Error, or a ConcurrencyError. */
   const explainFailure = (stream: string, events: NewEvent[], expected: ExpectedRevision, error: unknown): AppendResult => {
@@ -145,6 +152,53 @@ export function createSqliteEventStore(db: Database.Database, options: SqliteEve
     throw error;
   };
 
+  // Group commit: the appends issued in one event-loop turn share one write transaction (one
+  // COMMIT, one WAL sync point), flushed from setImmediate. Each append still checks its expected
+  // revision inside it and fails alone (its savepoint is rolled back); a caller's promise settles
+  // only after the COMMIT, so nothing is acknowledged before it is durable. IMMEDIATE takes the
+  // write lock up front, so two processes never deadlock upgrading a read lock.
+  const group = new AppendGroup();
+  const recent = new RecentEvents();
+  const commitGroup = db
+    .transaction((pending: QueuedAppend[]): AppendOutcome[] =>
+      pending.map((p) => {
+        try {
+          return { stored: appendInGroup(p.stream, p.events, p.expected, p.time) };
+        } catch (error) {
+          try {
+            return { result: explainFailure(p.stream, p.events, p.expected, error) };
+          } catch (failure) {
+            if (failure === error && !(error instanceof ExpectedMismatch) && !isUniqueViolation(error, 'events.')) throw error; // I/O: the whole group fails
+            return { failure };
+          }
+        }
+      }),
+    )
+    .immediate;
+
+  const flush = (): void => {
+    const pending = group.take();
+    let outcomes: AppendOutcome[];
+    try {
+      outcomes = commitGroup(pending);
+    } catch (error) {
+      for (const p of pending) p.reject(error); // rolled back as a whole (busy past the timeout, disk full...)
+      return;
+    }
+    let stored = false;
+    outcomes.forEach((o, i) => {
+      const p = pending[i]!;
+      if (o.failure !== undefined) return p.reject(o.failure);
+      if (o.result) return p.resolve(o.result);
+      const events = o.stored!;
+      stored = true;
+      recent.add(events);
+      const last = events[events.length - 1]!;
+      p.resolve({ revision: last.revision, position: last.position, events });
+    });
+    if (stored) for (const s of subscriptions) s.wake();
+  };
+
   const append = async (stream: string, events: NewEvent[], expected: ExpectedRevision, time?: string): Promise<AppendResult> => {
     assertOpen();
     validateAppend(stream, events, expected);
@@ -152,15 +206,7 @@ export function createSqliteEventStore(db: Database.Database, options: SqliteEve
       const last = sql.last.get(stream);
       return { revision: last ? last.revision : -1, position: last ? String(last.position) : '0', events: [] };
     }
-    let stored: StoredEvent[];
-    try {
-      stored = insertBatch(stream, events, expected, appendTime(time));
-    } catch (error) {
-      return explainFailure(stream, events, expected, error);
-    }
-    for (const s of subscriptions) s.wake();
-    const last = stored[stored.length - 1];
-    return { revision: last.revision, position: last.position, events: stored };
+    return group.enqueue({ stream, events, expected, time: appendTime(time) }, flush);
   };
 
   const readAfter = (after: string | null | undefined, limit: number | undefined): StoredEvent[] =>
@@ -172,6 +218,29 @@ export function createSqliteEventStore(db: Database.Database, options: SqliteEve
     return sql.range.all(stream, o.fromRevision ?? 0, to, sqlLimit(o.limit)).map(toEvent);
   };
 
+  // Other processes' commits: data_version changes when another connection committed to the file
+  // (never for this connection's own appends, which wake the subscriptions directly).
+  const watchIntervalMs = options.watchIntervalMs ?? 50;
+  const dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
+  let watcher: NodeJS.Timeout | null = null;
+  let lastVersion = 0;
+  const watch = (): void => {
+    if (watcher || watchIntervalMs <= 0 || db.memory) return;
+    lastVersion = dataVersion.get()!;
+    watcher = setInterval(() => {
+      if (subscriptions.size === 0 || !db.open) return unwatch();
+      const v = dataVersion.get()!;
+      if (v === lastVersion) return;
+      lastVersion = v;
+      for (const s of subscriptions) s.wake();
+    }, watchIntervalMs);
+    watcher.unref(); // the subscriptions' own loops are what keeps a process alive
+  };
+  const unwatch = (): void => {
+    if (watcher) clearInterval(watcher);
+    watcher = null;
+  };
+
   const subscribeAll = (after: string | null, handler: SubscriptionHandler): Subscription => {
     assertOpen();
     const subscription = startPullSubscription({
@@ -180,10 +249,14 @@ export function createSqliteEventStore(db: Database.Database, options: SqliteEve
       handler,
       batchSize: options.batchSize ?? 500,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
-      readAfter: async (cursor, limit) => readAfter(cursor, limit),
-      onClosed: () => subscriptions.delete(subscription),
+      readAfter: async (cursor, limit) => recent.after(cursor, limit) ?? readAfter(cursor, limit),
+      onClosed: () => {
+        subscriptions.delete(subscription);
+        if (subscriptions.size === 0) unwatch();
+      },
     });
     subscriptions.add(subscription);
+    watch();
     return subscription;
   };
 
@@ -206,6 +279,7 @@ export function createSqliteEventStore(db: Database.Database, options: SqliteEve
     subscribeAll,
     async close() {
       closed = true;
+      unwatch();
       await Promise.all([...subscriptions].map((s) => s.close()));
       subscriptions.clear();
     },

@@ -88,6 +88,14 @@ export function createCallbackDispatcher(deps: CallbackDispatcherDeps) {
   return {
     reconcile,
     delivered: () => delivered,
+    /** Cancels the task's armed attempt, if any (its partition moved to another process). */
+    forget(taskId: string): void {
+      for (const [key, cancel] of armed) {
+        if (key.slice(0, key.lastIndexOf('#')) !== taskId) continue;
+        cancel();
+        armed.delete(key);
+      }
+    },
     stop(): void {
       stopped = true;
       for (const cancel of armed.values()) cancel();

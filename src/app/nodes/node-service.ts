@@ -16,12 +16,15 @@ import type { SecretBox } from '../../ports/secrets.js';
 import type { ActorRuntime } from '../../runtime/actor-runtime.js';
 import type { NodesReadModel } from '../read-models/nodes.js';
 import type { NameClaims } from '../read-models/name-claims.js';
+import type { CommandRouter } from '../cluster/command-router.js';
 
 export interface RequestMeta {
   request_id: string | null;
   idempotency_key: string | null;
   correlation_id?: string | null;
   causation_id?: string | null;
+  /** Cluster mode: the command's bus message id, kept in the events' metadata (src/app/cluster/actor-host.ts). */
+  command_id?: string | null;
 }
 
 export interface CommandOutcome {
@@ -39,8 +42,17 @@ export interface NodeServiceDeps {
   ids: Ids;
   box: SecretBox;
   config: NodeDecideConfig;
-  names: NameClaims;
+  names: NameClaimsPort;
+  /** Cluster mode: commands go to the owner of the node's partition instead of the local actor. */
+  router?: CommandRouter;
+  /** Cluster mode: the id of a new node (deterministic per Idempotency-Key, so a retried enroll is the same command). */
+  newNodeId?: (principal: Principal, input: EnrollInput, meta: RequestMeta) => string;
 }
+
+/** Name claims, local (SQLite) or shared (NATS KV). */
+export type NameClaimsPort = {
+  [K in 'claim' | 'release']: (...args: Parameters<NameClaims[K]>) => ReturnType<NameClaims[K]> | Promise<ReturnType<NameClaims[K]>>;
+};
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -49,7 +61,8 @@ export type EnrollInput = Omit<NodeEnrolledData, 'owner'> & { owner?: string };
 export function createNodeService(deps: NodeServiceDeps) {
   const { runtime, nodes, clock, ids, box, config, names } = deps;
 
-  async function send(principal: Principal, id: string, command: NodeCommand, meta: RequestMeta): Promise<CommandOutcome> {
+  /** Decides on this process's actor (embedded mode; in cluster mode, on the partition owner). */
+  async function decideLocally(principal: Principal, id: string, command: NodeCommand, meta: RequestMeta): Promise<CommandOutcome> {
     const ctx: DecideContext = {
       now: clock.now(), newId: () => ids.next(), principal: principal.id, idempotency_key: meta.idempotency_key, config,
     };
@@ -63,7 +76,7 @@ export function createNodeService(deps: NodeServiceDeps) {
       return { events: d.events as { type: string; data: Record<string, unknown> }[], value: d.result, state: d.state };
     }, {
       principal: principal.id, request_id: meta.request_id, correlation_id: meta.correlation_id ?? meta.request_id,
-      causation_id: meta.causation_id ?? null,
+      causation_id: meta.causation_id ?? null, ...(meta.command_id ? { command_id: meta.command_id } : {}),
     });
     const taskId = res.value.task_id;
     let task: TaskRecord | null = null;
@@ -73,6 +86,9 @@ export function createNodeService(deps: NodeServiceDeps) {
     }
     return { state: res.state, task, coalesced: res.value.coalesced, ignored: res.value.ignored, position: res.position };
   }
+
+  const send = (principal: Principal, id: string, command: NodeCommand, meta: RequestMeta): Promise<CommandOutcome> =>
+    deps.router ? deps.router.send<NodeCommand, CommandOutcome>('node', principal, id, command, meta) : decideLocally(principal, id, command, meta);
 
   /**
    * Resolves an id or a name to a node the principal may see. Ids go to the actor (authoritative,
@@ -95,18 +111,19 @@ export function createNodeService(deps: NodeServiceDeps) {
 
   return {
     send,
+    decideLocally,
     resolve,
     async enroll(principal: Principal, input: EnrollInput, meta: RequestMeta): Promise<CommandOutcome> {
       requireActor(principal);
       if (input.owner !== undefined && principal.role !== 'admin') throw errors.forbidden('Only an admin may set owner.');
       const owner = input.owner ?? principal.tenant;
-      const id = ids.next();
-      if (input.name !== null && !names.claim(owner, input.name, id)) throw errors.nameConflict(input.name);
+      const id = deps.newNodeId?.(principal, input, meta) ?? ids.next();
+      if (input.name !== null && !(await names.claim(owner, input.name, id))) throw errors.nameConflict(input.name);
       const data: NodeEnrolledData = { ...input, owner, driver_info: sealSecrets(input.driver_info, box) };
       try {
         return await send(principal, id, { type: 'Enroll', data }, meta);
       } catch (err) {
-        if (input.name !== null) names.release(owner, input.name, id);
+        if (input.name !== null) await names.release(owner, input.name, id);
         throw err;
       }
     },
@@ -114,14 +131,14 @@ export function createNodeService(deps: NodeServiceDeps) {
       const node = await resolve(principal, idOrName); // 404 before 403: another tenant's node stays invisible
       requireActor(principal);
       const rename = changes.name !== undefined && changes.name !== null && changes.name !== node.name ? changes.name : null;
-      if (rename !== null && !names.claim(node.owner, rename, node.id)) throw errors.nameConflict(rename);
+      if (rename !== null && !(await names.claim(node.owner, rename, node.id))) throw errors.nameConflict(rename);
       const sealed = changes.driver_info ? { ...changes, driver_info: sealSecrets(changes.driver_info, box) } : changes;
       try {
         const out = await send(principal, node.id, { type: 'Update', changes: sealed, if_match: ifMatch }, meta);
-        if (changes.name !== undefined && node.name !== null && changes.name !== node.name) names.release(node.owner, node.name, node.id);
+        if (changes.name !== undefined && node.name !== null && changes.name !== node.name) await names.release(node.owner, node.name, node.id);
         return out;
       } catch (err) {
-        if (rename !== null) names.release(node.owner, rename, node.id);
+        if (rename !== null) await names.release(node.owner, rename, node.id);
         throw err;
       }
     },
@@ -129,7 +146,7 @@ export function createNodeService(deps: NodeServiceDeps) {
       const node = await resolve(principal, idOrName);
       requireActor(principal);
       const out = await send(principal, node.id, { type: 'Delete' }, meta);
-      if (node.name !== null) names.release(node.owner, node.name, node.id);
+      if (node.name !== null) await names.release(node.owner, node.name, node.id);
       return out;
     },
     async command(principal: Principal, idOrName: string, command: NodeCommand, meta: RequestMeta): Promise<CommandOutcome> {

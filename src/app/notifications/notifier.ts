@@ -25,6 +25,8 @@ export interface NotifierDeps {
   bus: Bus;
   /** The owner (tenant) of a node as the read model knows it, or undefined. */
   nodeOwner(id: string): string | undefined;
+  /** The owner (tenant) of a stack as the read model knows it, or undefined. */
+  stackOwner?(id: string): string | undefined;
   log: Logger;
   /** Checkpoint row name (one per publisher). Default 'notifications'. */
   name?: string;
@@ -61,7 +63,7 @@ export function createNotifier(deps: NotifierDeps) {
     if (e.revision === 0 && typeof data.owner === 'string') return remember(key, data.owner);
     const cached = owners.get(key);
     if (cached !== undefined) return cached;
-    const fromReadModel = type === 'node' ? deps.nodeOwner(id) : undefined;
+    const fromReadModel = type === 'node' ? deps.nodeOwner(id) : type === 'stack' ? deps.stackOwner?.(id) : undefined;
     if (fromReadModel !== undefined) return remember(key, fromReadModel);
     const [first] = await store.readStream(e.stream, { limit: 1 });
     const owner = (first?.data as { owner?: unknown } | undefined)?.owner;

@@ -33,6 +33,11 @@ export function createNodesReadModel(db: Database.Database) {
   const withDeadlines = db.prepare('SELECT state FROM rm_nodes WHERE deadline_at IS NOT NULL AND deleted = 0');
   const allLive = db.prepare('SELECT state FROM rm_nodes WHERE deleted = 0 ORDER BY id');
   const countPending = db.prepare('SELECT count(*) AS n FROM rm_nodes WHERE has_pending = 1');
+  const claimWrite = createClaimRows(db);
+  const candidatesStmt = db.prepare(CANDIDATES_SQL);
+  const claimsOfStackStmt = db.prepare('SELECT n.state FROM rm_node_claims c JOIN rm_nodes n ON n.id = c.node_id WHERE c.stack_id = ? ORDER BY n.name, n.id');
+  /** Nodes whose allocation changed in the batch being folded (their claim row is rewritten by `write`). */
+  const claimsDirty = new Set<string>();
   const cache = new Map<string, NodeState>();
   const CACHE_MAX = 20_000;
 
@@ -50,6 +55,7 @@ export function createNodesReadModel(db: Database.Database) {
   function fold(e: StoredEvent, entityId: string): NodeState {
     const prev = get(entityId) ?? initialNodeState(entityId);
     const next = evolveNode(prev, e);
+    if (next.allocation !== prev.allocation) claimsDirty.add(entityId);
     cache.delete(entityId);
     cache.set(entityId, next);
     if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
@@ -65,6 +71,7 @@ export function createNodesReadModel(db: Database.Database) {
       step_id: next.op?.step_id ?? null, deadline_at: next.op?.deadline_at ?? null,
       state: JSON.stringify(next), position: next.position,
     });
+    if (claimsDirty.delete(next.id)) claimWrite(next);
   }
 
   /** Folds one event and writes the row (inside the projector's transaction). Returns the new state. */
@@ -107,8 +114,51 @@ export function createNodesReadModel(db: Database.Database) {
     withDeadlines: (): NodeState[] => parse(withDeadlines.all()),
     allLive: (): NodeState[] => parse(allLive.all()),
     pendingCount: (): number => (countPending.get() as { n: number }).n,
-    clearCache: (): void => cache.clear(),
+    /**
+     * The scheduler's candidates (api.md "Scheduler"): live nodes of `owner` with `resource_class`,
+     * every trait of `traits`, `available`, not in maintenance and unclaimed, in name order (then id),
+     * skipping `exclude`. Indexed (rm_nodes_candidates): it reads rows in order and stops at `limit`.
+     * Read-model data may lag: the node actor has the last word when the claim is made.
+     */
+    candidates: (q: CandidateQuery): NodeState[] =>
+      parse(candidatesStmt.all({
+        owner: q.owner, resource_class: q.resource_class, traits: JSON.stringify(q.traits ?? []),
+        exclude: JSON.stringify(q.exclude ?? []), limit: q.limit,
+      })),
+    /** Nodes claimed by resources of `stackId` (any of its claims), in name order. */
+    claimedBy: (stackId: string): NodeState[] => parse(claimsOfStackStmt.all(stackId)),
+    clearCache: (): void => {
+      cache.clear();
+      claimsDirty.clear();
+    },
   };
 }
 
 export type NodesReadModel = ReturnType<typeof createNodesReadModel>;
+
+export interface CandidateQuery {
+  owner: string;
+  resource_class: string;
+  traits?: readonly string[];
+  exclude?: readonly string[];
+  limit: number;
+}
+
+// The partial index's WHERE terms appear verbatim so SQLite can use it and walk it in name order.
+export const CANDIDATES_SQL = `SELECT n.state FROM rm_nodes n
+  WHERE n.owner = @owner AND n.resource_class = @resource_class
+    AND n.provision_state = 'available' AND n.maintenance = 0 AND n.deleted = 0
+    AND NOT EXISTS (SELECT 1 FROM rm_node_claims c WHERE c.node_id = n.id)
+    AND n.id NOT IN (SELECT value FROM json_each(@exclude))
+    AND NOT EXISTS (SELECT 1 FROM json_each(@traits) r WHERE r.value NOT IN (SELECT t.value FROM json_each(n.state, '$.traits') t))
+  ORDER BY n.name, n.id LIMIT @limit`;
+
+/** Keeps a node's row in rm_node_claims equal to its allocation (written only when it changed). */
+function createClaimRows(db: Database.Database): (s: NodeState) => void {
+  const del = db.prepare('DELETE FROM rm_node_claims WHERE node_id = ?');
+  const ins = db.prepare('INSERT INTO rm_node_claims (node_id, stack_id, resource_name, claim_id) VALUES (?, ?, ?, ?)');
+  return (s) => {
+    del.run(s.id);
+    if (s.allocation && !s.deleted) ins.run(s.id, s.allocation.stack_id, s.allocation.resource_name, s.allocation.claim_id);
+  };
+}

@@ -19,16 +19,54 @@ export interface WorkOrder {
   phase: 'start' | 'resume';
 }
 
-export interface ConductorDeps {
+export interface OrderRunnerDeps {
   drivers: Record<string, Driver>;
   /** The node as the driver needs it (secrets opened), or null if it is gone. */
   driverNode(state: NodeState): DriverNode;
   reportStep(order: WorkOrder, outcome: StepOutcome): Promise<void>;
   reportPower(order: WorkOrder, result: PowerResult): Promise<void>;
-  concurrency: number;
-  log: Logger;
   /** Retries of a transient driver error before the step fails. */
   transientRetries?: number;
+}
+
+export interface ConductorDeps extends OrderRunnerDeps {
+  concurrency: number;
+  log: Logger;
+}
+
+/**
+ * Runs one work order: the driver call (transient errors retried, any final error becomes a
+ * `fail` outcome) and the report of its outcome. Shared by the in-process conductor below and the
+ * bus consumer (src/app/cluster/work-consumer.ts). Resolves once the outcome was reported (false:
+ * `signal` was aborted, nothing was reported); rejects when there is no such driver or the report
+ * failed, so the caller decides what a failure means (log it, or nak the delivery).
+ */
+export async function runOrder(deps: OrderRunnerDeps, order: WorkOrder, state: NodeState, signal: AbortSignal): Promise<boolean> {
+  const driver = deps.drivers[state.driver];
+  if (!driver) throw new DriverError('permanent', `no driver named ${state.driver}`);
+  const node = deps.driverNode(state);
+  const retries = deps.transientRetries ?? 2;
+  /** Runs `fn`, retrying transient driver errors; any final error becomes its message. */
+  const attempt = async <T>(fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; message: string }> => {
+    for (let n = 0; ; n++) {
+      try {
+        return { ok: true, value: await fn() };
+      } catch (err) {
+        const transient = err instanceof DriverError && err.kind === 'transient';
+        if (signal.aborted || !transient || n >= retries) return { ok: false, message: err instanceof Error ? err.message : String(err) };
+      }
+    }
+  };
+  if (order.kind === 'power') {
+    const r = await attempt(() => driver.setPower(node, order.operation as PowerTarget, signal));
+    if (signal.aborted) return false;
+    await deps.reportPower(order, r.ok ? { ok: true, power_state: r.value } : r);
+  } else {
+    const r = await attempt(() => driver.runStep(node, order.operation as DriverOperation, { phase: order.phase, signal }));
+    if (signal.aborted) return false;
+    await deps.reportStep(order, r.ok ? r.value : { kind: 'fail', message: r.message });
+  }
+  return true;
 }
 
 export function orderOf(s: NodeState): WorkOrder | null {
@@ -78,33 +116,11 @@ export function createConductor(deps: ConductorDeps) {
     const ac = new AbortController();
     inflight.set(order.step_id, ac);
     try {
-      const driver = deps.drivers[state.driver];
-      if (!driver) throw new DriverError('permanent', `no driver named ${state.driver}`);
-      const node = deps.driverNode(state);
-      if (order.kind === 'power') {
-        const r = await attempt(() => driver.setPower(node, order.operation as PowerTarget, ac.signal));
-        if (!stopped) await deps.reportPower(order, r.ok ? { ok: true, power_state: r.value } : r);
-      } else {
-        const r = await attempt(() => driver.runStep(node, order.operation as DriverOperation, { phase: order.phase, signal: ac.signal }));
-        if (!stopped) await deps.reportStep(order, r.ok ? r.value : { kind: 'fail', message: r.message });
-      }
+      await runOrder(deps, order, state, ac.signal);
     } catch (err) {
       if (!stopped) deps.log.error({ err, node_id: order.node_id, step_id: order.step_id }, 'work order could not be reported');
     } finally {
       inflight.delete(order.step_id);
-    }
-  }
-
-  /** Runs `fn`, retrying transient driver errors; any final error becomes its message. */
-  async function attempt<T>(fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; message: string }> {
-    const retries = deps.transientRetries ?? 2;
-    for (let n = 0; ; n++) {
-      try {
-        return { ok: true, value: await fn() };
-      } catch (err) {
-        const transient = err instanceof DriverError && err.kind === 'transient';
-        if (stopped || !transient || n >= retries) return { ok: false, message: err instanceof Error ? err.message : String(err) };
-      }
     }
   }
 

@@ -37,6 +37,11 @@ export function createDeadlineScheduler(deps: { clock: Clock; expire: (nodeId: s
   return {
     reconcile,
     armedCount: () => armed.size,
+    /** Cancels the node's timer, if any (its partition moved to another process). */
+    forget(nodeId: string): void {
+      armed.get(nodeId)?.cancel();
+      armed.delete(nodeId);
+    },
     stop(): void {
       stopped = true;
       for (const a of armed.values()) a.cancel();

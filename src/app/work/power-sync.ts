@@ -34,7 +34,7 @@ export interface PowerSyncDeps {
 }
 
 export interface PowerSync {
-  /** Arms the periodic timer: the first pass starts one period from now. */
+  /** Arms the periodic timer: the first pass starts one period from now (again after a stop). */
   start(): void;
   /**
    * One pass over every live node; resolves when all were checked and reported. `spreadMs`
@@ -126,7 +126,11 @@ export function createPowerSync(deps: PowerSyncDeps): PowerSync {
   }
 
   return {
-    start: () => schedule(deps.periodS * 1000),
+    start(): void {
+      stopped = false; // a leader that lost and regained the role starts again
+      cancelTimer?.();
+      schedule(deps.periodS * 1000);
+    },
     syncOnce,
     rounds: () => rounds,
     stop(): void {

@@ -32,7 +32,10 @@ export type NodeCommand =
   | { type: 'ExpireDeadline'; op_id: string; deadline_at: string }
   | { type: 'CancelTask'; task_id: string; abort_task_id: string }
   | { type: 'ObservePower'; result: PowerResult }
-  | ({ type: 'RecordCallbackAttempt' } & CallbackAttempt);
+  | ({ type: 'RecordCallbackAttempt' } & CallbackAttempt)
+  /** A stack resource asks for this node (docs/node-lifecycle.md "Claims"); `owner` is the stack's tenant. */
+  | { type: 'ClaimNode'; claim_id: string; stack_id: string; resource_name: string; owner: string }
+  | { type: 'ReleaseNode'; claim_id: string };
 
 export type PowerResult = { ok: true; power_state: 'power on' | 'power off' } | { ok: false; message: string };
 

@@ -11,7 +11,8 @@ import {
   cancelTask, expireDeadline, heartbeat, requestProvision, setMaintenance, stepOutcome, unsetMaintenance,
 } from './provision.js';
 import { observePower, powerOutcome, requestPower } from './power.js';
-import { allowedActionsNow, busyOperationTask } from './rules.js';
+import { allowedActionsNow, busyOperationTask, claimRefusal } from './rules.js';
+import { claimNode, releaseNode } from './claims.js';
 
 export interface Decision {
   events: NodeEvent[];
@@ -35,8 +36,17 @@ export function decideNode(command: NodeCommand, state: NodeState, ctx: DecideCo
     case 'Delete':
       remove(w);
       break;
-    case 'RequestProvision':
+    case 'RequestProvision': {
+      const claimed = claimRefusal(state, ctx.principal);
+      if (claimed) throw errors.invalidState(claimed, state.provision_state, allowedActionsNow(state), { allocation: viewAllocation(state) });
       requestProvision(w, command);
+      break;
+    }
+    case 'ClaimNode':
+      claimNode(w, command);
+      break;
+    case 'ReleaseNode':
+      releaseNode(w, command);
       break;
     case 'RequestPower':
       requestPower(w, command);
@@ -88,12 +98,14 @@ function update(w: Working, c: Extract<NodeCommand, { type: 'Update' }>): void {
   if (Object.keys(c.changes).length > 0) w.emit('NodeUpdated', { changes: c.changes });
 }
 
+const viewAllocation = (s: NodeState) => (s.allocation ? { stack_id: s.allocation.stack_id, resource_name: s.allocation.resource_name } : null);
+
 const DELETABLE = ['enroll', 'manageable', 'available', 'adopt failed'];
 
 function remove(w: Working): void {
   const s = w.state;
   if (s.allocation) {
-    throw errors.invalidState(`Node ${s.id} is claimed by stack ${s.allocation.stack_id} (${s.allocation.resource_name}); delete the stack resource first.`, s.provision_state, allowedActionsNow(s));
+    throw errors.invalidState(`Node ${s.id} is claimed by stack ${s.allocation.stack_id} (${s.allocation.resource_name}); delete the stack resource first.`, s.provision_state, allowedActionsNow(s), { allocation: viewAllocation(s) });
   }
   if (!s.maintenance && !DELETABLE.includes(s.provision_state)) {
     throw errors.invalidState(`A node can be deleted only in ${DELETABLE.join(', ')} or while in maintenance; it is in "${s.provision_state}".`, s.provision_state, allowedActionsNow(s));

@@ -2,6 +2,7 @@
 import {
   allowedVerbs, API_VERBS, MAINTENANCE_REFUSED_VERBS, nextProvisionState, stateInfo, type ApiVerb,
 } from '../../../machines/node/node.model.js';
+import { SYSTEM } from '../principal.js';
 import { taskSummary } from '../tasks.js';
 import type { NodeState } from './state.js';
 
@@ -54,8 +55,18 @@ export function verbPassesOperation(s: NodeState, verb: string): boolean {
   return (kind === 'wait' || kind === 'hold') && nextProvisionState(s.provision_state, eventOfVerb(verb)) !== null;
 }
 
-/** The verbs the API accepts right now (api.md "allowed_actions"). */
+/**
+ * A claimed node belongs to its stack resource: users' provision verbs are refused (the stack
+ * drives it through SYSTEM), so a deploy or undeploy cannot pull the machine from under the stack.
+ */
+export function claimRefusal(s: NodeState, principal: string): string | null {
+  if (!s.allocation || principal === SYSTEM.id) return null;
+  return `Node ${s.id} is claimed by stack ${s.allocation.stack_id} (resource ${s.allocation.resource_name}); provision it through the stack, or delete the stack resource first.`;
+}
+
+/** The verbs the API accepts right now (api.md "allowed_actions"); none while a stack holds the node. */
 export function allowedActionsNow(s: NodeState): string[] {
+  if (s.allocation) return [];
   const kind = stateInfo(s.provision_state).kind;
   if (s.op && (kind === 'active' || s.op.kind === 'power')) return [];
   const verbs = allowedVerbs(s.provision_state) as string[];

@@ -115,8 +115,10 @@ function create(w: StackWorking, c: Extract<StackCommand, { type: 'Create' }>): 
   checkTimeout(c.timeout_s);
   const timeoutS = c.timeout_s ?? w.ctx.config.defaultTimeoutS;
   const rollback = c.rollback_on_failure ?? false;
-  createTask(w, 'create', c, { timeout_s: timeoutS, rollback_on_failure: rollback });
+  // The stack (and its owner) first: the create task's record takes its owner from the stack,
+  // and revision 0 names the tenant for whoever reads the stream (notifier, SSE).
   w.emit('StackCreateRequested', { name: c.name, owner: c.owner });
+  createTask(w, 'create', c, { timeout_s: timeoutS, rollback_on_failure: rollback });
   beginTraversal(w, {
     action: 'CREATE', template: c.template, template_id: w.ctx.newId(), task_id: c.task_id, task_error: null,
     timeout_s: timeoutS, rollback_on_failure: rollback,

@@ -40,7 +40,8 @@ export async function eventRoutes(scope: FastifyInstance, deps: HttpDeps): Promi
       const { type, id } = entityOf(e.stream);
       const key = `${type}/${id}`;
       if (!owners.has(key)) {
-        const owner = e.type === 'NodeEnrolled' ? (e.data['owner'] as string) : type === 'node' ? deps.nodesRM.get(id)?.owner ?? null : null;
+        const owner = e.type === 'NodeEnrolled' || e.type === 'StackCreateRequested' ? (e.data['owner'] as string)
+          : type === 'node' ? deps.nodesRM.get(id)?.owner ?? null : type === 'stack' ? deps.stacksRM.get(id)?.owner ?? null : null;
         if (owner !== null) owners.set(key, owner);
         return owner;
       }

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { machineDescription } from '../../../machines/node/node.model.js';
+import { machineDescription as stackMachineDescription } from '../../../machines/stack/stack.model.js';
 import { errors } from '../../domain/errors.js';
 import type { HttpDeps } from '../context.js';
 import { Problem } from '../schemas.js';
@@ -24,8 +25,8 @@ export async function systemRoutes(scope: FastifyInstance, deps: HttpDeps): Prom
   });
 
   app.get('/v1/machines/:kind', { schema: { tags: ['introspection'], summary: 'A state machine, from its definition', params: MachineParams, response: { 200: MachineDescription, 404: Problem } } }, async (req) => {
-    if (req.params.kind !== 'node') throw errors.notFound('Machine', req.params.kind);
-    const d = machineDescription();
+    if (req.params.kind !== 'node' && req.params.kind !== 'stack') throw errors.notFound('Machine', req.params.kind);
+    const d = req.params.kind === 'node' ? machineDescription() : stackMachineDescription();
     return { states: [...d.states], transitions: [...d.transitions], api_verbs: { ...d.api_verbs } };
   });
 }

@@ -1,0 +1,56 @@
+/**
+ * How the actor host (./actor-host.ts) runs node commands: the node service's local decision,
+ * and the look-up of a command already applied (by the `command_id` in its events' metadata).
+ */
+import { createHash } from 'node:crypto';
+import type { NodeCommand } from '../../domain/node/commands.js';
+import type { NodeState } from '../../domain/node/state.js';
+import type { Principal } from '../../domain/principal.js';
+import { applyTaskEvent, type TaskRecord } from '../../domain/tasks.js';
+import type { EventStore } from '../../ports/event-store.js';
+import { streamName, type ActorRuntime } from '../../runtime/actor-runtime.js';
+import type { CommandOutcome, EnrollInput, NodeService, RequestMeta } from '../nodes/node-service.js';
+import type { EntityHandler } from './actor-host.js';
+
+/** How far back (events) a redelivered command is looked for. */
+const LOOK_BACK = 200;
+
+export function nodeEntityHandler(deps: { nodes: Pick<NodeService, 'decideLocally'>; runtime: ActorRuntime<NodeState>; store: EventStore }): EntityHandler<CommandOutcome> {
+  const { nodes, runtime, store } = deps;
+  return {
+    decide: (principal, id, command, meta) => nodes.decideLocally(principal, id, command as NodeCommand, meta),
+    async applied(id, commandId) {
+      const { state, revision } = await runtime.load(id);
+      if (revision < 0) return null;
+      const events = await store.readStream(streamName('node', id), { fromRevision: Math.max(0, revision - LOOK_BACK + 1) });
+      const mine = events.filter((e) => e.metadata['command_id'] === commandId);
+      if (mine.length === 0) return null;
+      const taskId = mine.map((e) => e.data['task_id']).find((t): t is string => typeof t === 'string');
+      let task: TaskRecord | null = taskId ? state.tasks[taskId] ?? null : null;
+      if (taskId && !task) {
+        // Finished tasks leave the actor state: fold it from the events instead.
+        for (const e of events) if (e.data['task_id'] === taskId) task = applyTaskEvent(task, e, { resource_type: 'node', resource_id: id, owner: state.owner });
+      }
+      return { state, task, coalesced: false, ignored: false, position: mine[mine.length - 1]!.position };
+    },
+    evict: (which) => void runtime.evict(which),
+    summary: (o) => ({ task: o.task as Record<string, unknown> | null, position: o.position }),
+  };
+}
+
+/**
+ * Cluster mode: a node enrolled with an Idempotency-Key gets an id derived from (tenant, key,
+ * request without secrets), so the client's retry after a `command_timeout` enrolls the SAME node
+ * (same command id) instead of a second one. Without a key: a fresh id.
+ */
+export function idempotentNodeId(next: () => string) {
+  return (principal: Principal, input: EnrollInput, meta: RequestMeta): string => {
+    if (meta.idempotency_key === null) return next();
+    const { driver_info: _secret, ...rest } = input;
+    const h = createHash('sha256').update(JSON.stringify([principal.tenant, meta.idempotency_key, rest])).digest();
+    h[6] = (h[6]! & 0x0f) | 0x40; // uuid version 4 layout, variant 1: ids stay valid uuids
+    h[8] = (h[8]! & 0x3f) | 0x80;
+    const x = h.subarray(0, 16).toString('hex');
+    return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+  };
+}
