@@ -3,7 +3,8 @@
  * alternating (A B A B ...) so a change in how busy the shared machine is hits both alike.
  * BENCH_AB_BASE: the other build's root (a copy of an earlier `dist/` with `package.json` and a
  * `node_modules` link beside it); BENCH_AB_RATES (comma list, default 300,600), BENCH_AB_S (8),
- * BENCH_AB_ROUNDS (2), BENCH_AB_NODES (300); BENCH_AB_NEW: the B build's root (default this tree). Per run: server CPU µs per accepted command (from
+ * BENCH_AB_ROUNDS (2), BENCH_AB_NODES (300); BENCH_AB_NEW: the B build's root (default this tree);
+ * BENCH_AB_NODE_ARGS: node flags for B only (e.g. --max-semi-space-size=32). Per run: server CPU µs per accepted command (from
  * /proc, the least noisy number here), p50/p99 accept latency, other processes' CPU, load average.
  */
 import { loadavg } from 'node:os';
@@ -23,12 +24,13 @@ const seconds = Number(process.env['BENCH_AB_S'] ?? 8);
 const rounds = Number(process.env['BENCH_AB_ROUNDS'] ?? 2);
 const fleet = Number(process.env['BENCH_AB_NODES'] ?? 300);
 const variants = [
-  { name: 'A (base)', cli: join(base, 'dist', 'src', 'cli', 'main.js') },
-  { name: 'B (new)', cli: process.env['BENCH_AB_NEW'] ? join(process.env['BENCH_AB_NEW'], 'dist', 'src', 'cli', 'main.js') : CLI },
+  { name: 'A (base)', cli: join(base, 'dist', 'src', 'cli', 'main.js'), nodeArgs: [] as string[] },
+  { name: 'B (new)', cli: process.env['BENCH_AB_NEW'] ? join(process.env['BENCH_AB_NEW'], 'dist', 'src', 'cli', 'main.js') : CLI, nodeArgs: (process.env['BENCH_AB_NODE_ARGS'] ?? '').split(' ').filter(Boolean) },
 ];
 
-async function one(cli: string, rate: number, tag: string) {
-  const server = await startServer({ cli });
+async function one(cli: string, rate: number, tag: string, nodeArgs: string[]) {
+  // Shedding off: both builds must do every command, or CPU per accepted command is not comparable.
+  const server = await startServer({ cli, nodeArgs, env: { IRONCLAD_SHED_EVENT_LOOP_DELAY_MS: '0' } });
   try {
     const client = new Client(server.baseUrl);
     const ids = await mapLimit(Array.from({ length: fleet }), 32, () => client.enroll(fakeInfo()));
@@ -54,7 +56,7 @@ for (let round = 0; round < rounds; round++) {
   for (const rate of rates) {
     const order = round % 2 === 0 ? variants : [...variants].reverse();
     for (const v of order) {
-      const r = await one(v.cli, rate, `ab${round}${rate}${v.name[0]}`);
+      const r = await one(v.cli, rate, `ab${round}${rate}${v.name[0]}`, v.nodeArgs);
       console.log(`${v.name.padEnd(14)} ${JSON.stringify(r)}`);
     }
   }

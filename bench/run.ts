@@ -2,8 +2,8 @@
  * `npm run bench`: Ironclad under load, started as a user starts it, measured from outside.
  * BENCH_QUICK=1: a ~1 minute smoke run (smaller fleet, 3 s runs; its numbers are not comparable).
  * BENCH_ONLY=throughput,lag,lifecycles,scale,replay,recovery,coldload,memory: a subset.
- * BENCH_MODE=embedded (default). The NATS mode (issue 3) does not exist yet; when it does, it is
- * one more entry in MODES (start nats-server, pass NATS_URL): every scenario talks REST only.
+ * BENCH_MODE=embedded (default) or nats (a real nats-server -js is started; one Ironclad process
+ * with NATS_URL): every scenario talks REST only, so a mode is one entry in MODES.
  * BENCH_WAIT_QUIET_S=N: first wait up to N s for the machine's load average to drop below its cores.
  * BENCH_SCALE_MAX=100000: extend the cost curve (default 10,000 nodes; 2,000 quick).
  * Output: a table on stdout, everything in bench/results/<timestamp>.json (and latest.json).
@@ -17,6 +17,7 @@ import type { Ctx } from './lib/measure.js';
 import { headline, lat, num, table, verdict, type Row } from './lib/report.js';
 import { removeDir, REPO_ROOT, startServer } from './lib/server.js';
 import { openReadOnly } from './lib/sqlite-check.js';
+import { startNats } from './lib/nats.js';
 import { costCurve, lifecycles, projectionLag } from './scenarios/flows.js';
 import { actorMemory, coldLoad } from './scenarios/inproc.js';
 import { recovery, replay } from './scenarios/restart.js';
@@ -26,19 +27,26 @@ const quick = process.env['BENCH_QUICK'] === '1';
 const only = new Set((process.env['BENCH_ONLY'] ?? 'throughput,lag,lifecycles,scale,replay,recovery,coldload,memory').split(',').map((s) => s.trim()));
 const modeName = process.env['BENCH_MODE'] ?? 'embedded';
 
-/** How each mode is set up. Scenarios only see a base URL, so a mode is just its server's environment. */
-const MODES: Record<string, { describe: string; env: Record<string, string> } | null> = {
-  embedded: { describe: 'embedded: SQLite event store + read models, in-process bus', env: {} },
-  nats: null, // not built yet (issue 3): start `nats-server -js` on a free port and add NATS_URL here
+/** How each mode is set up. Scenarios only see a base URL, so a mode is its server's environment (and what it needs running). */
+const MODES: Record<string, { describe: string; setup: () => Promise<{ env: Record<string, string>; stop: () => Promise<void> }> }> = {
+  embedded: { describe: 'embedded: SQLite event store + read models, in-process bus', setup: async () => ({ env: {}, stop: async () => undefined }) },
+  nats: {
+    describe: 'NATS: one process, commands and work orders through JetStream (a real nats-server -js on loopback), events in SQLite',
+    setup: async () => {
+      const nats = await startNats();
+      return { env: { NATS_URL: nats.url }, stop: () => nats.stop() };
+    },
+  },
 };
 const mode = MODES[modeName];
 if (!mode) {
-  console.error(`BENCH_MODE=${modeName}: ${modeName in MODES ? 'this mode does not exist in Ironclad yet (the harness is ready for it)' : 'unknown mode'}; modes: embedded`);
+  console.error(`BENCH_MODE=${modeName}: unknown mode; modes: ${Object.keys(MODES).join(', ')}`);
   process.exit(2);
 }
+const modeRun = await mode.setup();
 
 // Everything the bench sets; the rest is Ironclad's defaults. IRONCLAD_WORKERS lets 1,000 slow deploys run at once (scenario 6).
-const env = { ...mode.env, IRONCLAD_WORKERS: '1024' };
+const env = { ...modeRun.env, IRONCLAD_WORKERS: '1024' };
 const FLEET = quick ? 300 : 1000;
 const SCALE_MAX = Number(process.env['BENCH_SCALE_MAX'] ?? (quick ? 2000 : 10_000));
 const DEPLOYS = quick ? 100 : 1000;
@@ -53,7 +61,7 @@ const results: Record<string, any> = {};
 const errors: Record<string, string> = {};
 const machine = machineInfo();
 log(`Ironclad bench — ${mode.describe}${quick ? ' — BENCH_QUICK (smoke run)' : ''}`);
-log(`${machine.cores} cores (${machine.cpu_model}), node ${machine.node}, commit ${machine.git_commit.slice(0, 10)}${machine.git_dirty ? ' (dirty tree)' : ''}; NATS mode: not built yet`);
+log(`${machine.cores} cores (${machine.cpu_model}), node ${machine.node}, commit ${machine.git_commit.slice(0, 10)}${machine.git_dirty ? ' (dirty tree)' : ''}; mode ${modeName}`);
 const waitS = Number(process.env['BENCH_WAIT_QUIET_S'] ?? 0);
 const loadAtStart = waitS > 0 ? await waitQuiet(cpus().length, waitS, log) : load1();
 log(`load average at start: ${loadAtStart}\n`);
@@ -110,6 +118,7 @@ if (ctx) {
 }
 await step('coldload', () => coldLoad({ quick, log }));
 await step('memory', () => actorMemory({ quick, log }, MEMORY_COUNTS));
+await modeRun.stop();
 
 // ---- report ----
 const R = results as Record<string, any>;
@@ -147,7 +156,7 @@ if (R['recovery']) {
   rows.push({ metric: `recovery after SIGKILL: ${num(r.nodes)} nodes, ${r.in_flight} deploys in flight → ready`, measured: `${num(r.ready_ms, ' ms')}`, target: '< 5 s', verdict: verdict(r.ready_ms < 5000) });
   rows.push({ metric: '... until every interrupted deploy succeeded', measured: `${num(r.all_resumed_ms, ' ms')} (deploy takes ${r.deploy_ms} ms; overhead ${num(r.resume_overhead_ms, ' ms')}; ${JSON.stringify(r.outcomes)})`, target: '—', verdict: '' });
 }
-rows.push({ metric: 'NATS mode', measured: 'not measured: the mode does not exist yet (issue 3)', target: '≥ 6,000/s', verdict: 'n/a' });
+if (modeName !== 'nats') rows.push({ metric: 'NATS mode', measured: 'not in this run (BENCH_MODE=nats)', target: '≥ 6,000/s', verdict: 'n/a' });
 
 log(`\n== results (${quick ? 'BENCH_QUICK smoke run' : 'full run'}, ${started.toISOString()}, ${machine.cores} cores, node ${machine.node}) ==`);
 log(headline(rows));
@@ -162,7 +171,7 @@ if (failed.length) log(`\nscenarios that failed: ${failed.join(', ')} (see "erro
 const out = {
   meta: {
     started_at: started.toISOString(), duration_s: Math.round((performance.now() - t0) / 1000), quick, mode: modeName,
-    nats_mode: 'not built yet (issue 3); the harness takes it as another entry in MODES', machine, load_at_start: loadAtStart, load_at_end: load1(),
+    machine, load_at_start: loadAtStart, load_at_end: load1(),
     server_env: { ...env, IRONCLAD_LOG_LEVEL: 'warn', IRONCLAD_RATE_LIMIT: '100000000', IRONCLAD_MAX_PENDING: '1000000', IRONCLAD_POWER_SYNC_S: '0' },
     objective_p99_ms: 20, scenarios: [...only],
   },
@@ -170,8 +179,9 @@ const out = {
 };
 const dir = join(REPO_ROOT, 'bench', 'results');
 mkdirSync(dir, { recursive: true });
-const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
+const suffix = `${modeName === 'embedded' ? '' : `-${modeName}`}${quick ? '-quick' : ''}`;
+const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}${suffix}.json`);
 writeFileSync(file, JSON.stringify(out, null, 2));
-writeFileSync(join(dir, quick ? 'latest-quick.json' : 'latest.json'), JSON.stringify(out, null, 2));
+writeFileSync(join(dir, `latest${suffix}.json`), JSON.stringify(out, null, 2));
 log(`\nwritten: ${file.slice(REPO_ROOT.length + 1)} (${Math.round((performance.now() - t0) / 1000)} s)`);
 process.exit(failed.length ? 1 : 0);

@@ -42,6 +42,8 @@ const ConfigSchema = z.object({
   IRONCLAD_CALLBACK_TIMEOUT_S: int(1800, 1),
   IRONCLAD_STEP_TIMEOUT_S: int(3600, 1),
   IRONCLAD_HOLD_TIMEOUT_S: int(86_400, 1),
+  /** `timeout_s` of a stack created without one (docs/stacks.md). */
+  IRONCLAD_STACK_TIMEOUT_S: int(3600, 1),
   IRONCLAD_POWER_SYNC_S: int(60, 0),
   IRONCLAD_POWER_SYNC_FAILURES: int(3, 1),
   IRONCLAD_POWER_SYNC_CONCURRENCY: int(8, 1),

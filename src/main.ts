@@ -153,7 +153,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     store, snapshots, clock, ids, ...owned,
     model: { entityType: 'stack', initial: initialStackState, evolve: evolveStack, snapshotVersion: 1 },
   });
-  const stacks = createStackService({ runtime: stackRuntime, stacks: stacksRM, clock, ids, config: { defaultTimeoutS: 3600 }, names: stackNames });
+  const stacks = createStackService({ runtime: stackRuntime, stacks: stacksRM, clock, ids, config: { defaultTimeoutS: config.IRONCLAD_STACK_TIMEOUT_S }, names: stackNames });
   const projector = createProjector({ store, db, nodes: nodesRM, tasks: tasksRM, log: logger, stacks: stacksRM });
   const waiters = createTaskWaiters();
 
@@ -235,15 +235,27 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   const workDispatcher = bus ? createWorkDispatcher({
     bus, ownership, clock, log: logger, deadlines, callbacks,
     runningNodes: () => nodesRM.withRunningSteps(), nodesWithDeadlines: () => nodesRM.withDeadlines(), tasksWithPendingCallbacks: () => tasksRM.withPendingCallbacks(),
+    runningStacks: () => stacksRM.withPendingWork(),
   }) : null;
+  const projectedTo = async (position: string | null): Promise<void> => {
+    if (position !== null && !(await projector.waitFor(position, 30_000))) throw new ReadModelLagError(`read models did not reach ${position} within 30 s`);
+  };
   const workConsumer = bus ? createWorkConsumer({
     bus, log: logger, concurrency: config.IRONCLAD_WORKERS, heartbeatMs: Math.max(100, Math.floor(workAckWaitMs / 3)),
     drivers, driverNode: (s) => ({ id: s.id, driver_info: openSecrets(s.driver_info, box) }),
     reportStep: async (o, outcome) => void (await strict(o.node_id, { type: 'ReportStepOutcome', op_id: o.op_id, step_id: o.step_id, outcome }, o.step_id)),
     reportPower: async (o, result) => void (await strict(o.node_id, { type: 'ReportPowerOutcome', op_id: o.op_id, step_id: o.step_id, result }, o.step_id)),
     async stateAt(nodeId, position) {
-      if (position !== null && !(await projector.waitFor(position, 30_000))) throw new ReadModelLagError(`read models did not reach ${position} within 30 s`);
+      await projectedTo(position);
       return nodesRM.get(nodeId);
+    },
+    stacks: {
+      async stateAt(stackId, position) {
+        await projectedTo(position);
+        return stacksRM.get(stackId);
+      },
+      outcomeOf: (job, signal, heartbeat) => stackConductor.outcomeOf(job, signal, heartbeat),
+      report: async (stackId, r) => void (await stackSystem(stackId, { type: 'ReportResourceOutcome', ...r }, r.action_id)),
     },
   }) : null;
 
@@ -259,14 +271,15 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     }
   });
 
-  // Stack effects follow the projected stacks, run by the owner of the stack's partition only (with
-  // NATS; embedded, this process owns everything). Stack orders run in the owner's process, not
-  // over IRONCLAD_WORK yet; an acquired partition's stacks are re-dispatched below (start()).
+  // Stack effects follow the projected stacks, armed by the owner of the stack's partition only
+  // (embedded, this process owns everything). With NATS the stack's work orders go over
+  // IRONCLAD_WORK (workDispatcher/workConsumer, like node steps); deadlines stay with the owner
+  // and an acquired partition's stacks are re-armed below (start()).
   projector.onBatch((batch) => {
     if (!live) return;
     for (const s of batch.stacks.values()) {
       if (!ownership.ownsEntity(s.id)) continue;
-      stackConductor.reconcile(s);
+      if (!workDispatcher) stackConductor.reconcile(s); // NATS mode: published by workDispatcher.onBatch
       stackDeadlines.reconcile(s);
       if (s.deleted) stacks.releaseName(s).catch((err: unknown) => logger.error({ err, stack_id: s.id }, 'stack name could not be released'));
     }
@@ -334,7 +347,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
       if (!cluster) names.reconcile();
       stackNames.reconcile();
       const armStacks = (): void => {
-        for (const s of stacksRM.withPendingWork()) if (ownership.ownsEntity(s.id)) stackConductor.reconcile(s);
+        if (!workDispatcher) for (const s of stacksRM.withPendingWork()) stackConductor.reconcile(s);
         for (const s of stacksRM.withDeadlines()) if (ownership.ownsEntity(s.id)) stackDeadlines.reconcile(s);
       };
       armStacks();

@@ -13,6 +13,7 @@ import { ResourceActionFailed, type ResourceOutputs, type ResourceWorker } from 
 import { createBaremetalServerWorker } from '../../src/app/stacks/resources/baremetal-server.js';
 import { createNodeWaiter } from '../../src/app/stacks/resources/node-waiter.js';
 import type { StackWorkOrder } from '../../src/domain/stack/work.js';
+import { IroncladError } from '../../src/domain/errors.js';
 import { SYSTEM } from '../../src/domain/principal.js';
 import { expectProblem } from '../support/expect-problem.js';
 import { createHarness, type Harness } from '../support/harness.js';
@@ -260,6 +261,36 @@ describe('the baremetal server worker', () => {
     expect(nodesRM.claimedBy('stack-a').map((n) => n.id)).toEqual([n1]);
     const deploys = (await h.req({ method: 'GET', url: `/v1/tasks?resource_id=${n1}&action=deploy`, token: ADMIN })).json().items;
     expect(deploys).toHaveLength(1);
+  });
+});
+
+describe('the baremetal server worker when a reply is lost', () => {
+  it('retries a claim whose answer timed out with the same claim id, and keeps one node', async () => {
+    const n1 = await available('n1');
+    await available('n2');
+    const real = h.ic.internals['nodes'] as NodeService;
+    const lostOnce = new Set<string>();
+    const flaky: typeof real = {
+      ...real,
+      // The command is applied, but its answer is lost (a cluster command_timeout), once per command type.
+      async send(principal, id, command, meta) {
+        const out = await real.send(principal, id, command, meta);
+        if ((command.type === 'ClaimNode' || command.type === 'RequestProvision') && !lostOnce.has(command.type)) {
+          lostOnce.add(command.type);
+          throw new IroncladError('command_timeout', `the ${command.type} answer was lost`);
+        }
+        return out;
+      },
+    };
+    const waiter = createNodeWaiter({ get: (id) => nodesRM.get(id) });
+    (h.ic.internals['projector'] as Projector).onBatch((b) => waiter.notify(b.nodes.values()));
+    const w = createBaremetalServerWorker({ nodes: flaky, nodesRM, waiter, clock: h.clock, ids: { next: () => `00000000-0000-4000-9100-${String(++seq).padStart(12, '0')}` } });
+    const [res] = await drive(w.run(order(), { stack: { id: 'stack-a', owner: 'acme', name: 'a' }, signal: new AbortController().signal, heartbeat: () => {} }));
+    expect(value(res!)!.physical_id).toBe(n1);
+    expect([...lostOnce].sort()).toEqual(['ClaimNode', 'RequestProvision']);
+    expect(nodesRM.claimedBy('stack-a').map((n) => n.id)).toEqual([n1]);
+    const deploys = (await h.req({ method: 'GET', url: `/v1/tasks?resource_id=${n1}&action=deploy`, token: ADMIN })).json().items;
+    expect(deploys.map((t: any) => t.coalesced_count)).toEqual([1]); // the retried deploy joined the first one
   });
 });
 

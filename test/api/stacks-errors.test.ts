@@ -151,6 +151,13 @@ describe('stack API errors', () => {
       expect((await post({ name: 'dup', template: testTemplate({ a: {} }) }, 'oth')).statusCode).toBe(202);
     });
 
+    it('not_cancellable for POST /v1/tasks/{id}/cancel on a stack task, naming the stack action to use', async () => {
+      const { stack, task } = await created('held', { a: { hold_on: ['create'] } });
+      const b = expectProblem(await h.req({ method: 'POST', url: `/v1/tasks/${task.id}/cancel`, token: 'mem' }), 409, 'not_cancellable');
+      expect(b.detail).toContain(`POST /v1/stacks/${stack.id}/actions`);
+      expect(b.detail).toContain('cancel_update');
+    });
+
     it('invalid_state where the stack machine refuses, with current_state and allowed_actions', async () => {
       const { stack, task } = await created('st');
       await h.finishTask(task.id, { token: 'mem' });
@@ -181,6 +188,12 @@ describe('stack API errors', () => {
       expect(again.statusCode).toBe(202);
       expect(again.json()).toMatchObject({ id: del.json().id, coalesced: true });
     });
+  });
+
+  it('405 with Allow for a method a stack path does not take', async () => {
+    const r = await h.req({ method: 'PATCH', url: '/v1/stacks/x', payload: {}, token: 'mem' });
+    expectProblem(r, 405, 'method_not_allowed');
+    expect(String(r.headers['allow']).split(', ').sort()).toEqual(['DELETE', 'GET', 'HEAD', 'PUT']);
   });
 
   it('404 for a history revision past the end and an unknown machine', async () => {

@@ -159,4 +159,21 @@ describe('stacks through the API (test resources, fake clock)', () => {
     expect(paths['/v1/stacks'].post.description).toContain('application/yaml');
     expect(r.json().components.schemas).toHaveProperty('Stack');
   });
+
+  it('a wide fan-in (200 resources on one) is created after its root and deleted before it', async () => {
+    const resources: Record<string, Record<string, unknown>> = { root: { value: 'r' } };
+    for (let i = 0; i < 200; i++) resources[`leaf${i}`] = { value: { get_attr: ['root', 'output'] } };
+    const { id, task } = await createAndFinish('wide', testTemplate(resources));
+    expect(task.state).toBe('succeeded');
+    const s = await h.stack(id);
+    expect(s.resources).toHaveLength(201);
+    expect(s.resources.every((r: any) => r.status === 'CREATE_COMPLETE')).toBe(true);
+    expect(s.resources.filter((r: any) => r.name !== 'root').every((r: any) => r.attributes.output === 'r')).toBe(true);
+    const del = await h.req({ method: 'DELETE', url: `/v1/stacks/${id}` });
+    expect((await h.finishTask(del.json().id)).state).toBe('succeeded');
+    const log = await actionLog(h, id);
+    const rootDelete = log.findIndex((x) => x.event === 'started' && x.action === 'DELETE' && x.name === 'root');
+    const leafDeletes = log.filter((x, i) => x.event === 'completed' && x.action === 'DELETE' && x.name !== 'root' && i < rootDelete);
+    expect(leafDeletes).toHaveLength(200);
+  });
 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { parseConfig } from '../../src/config.js';
@@ -61,14 +61,23 @@ if (natsServerOrSkip('cluster commands')) {
     let writes: Write[] = [];
     const secretKey = randomBytes(32).toString('hex');
 
+    let stage = '';
+    let dbg: NodeJS.Timeout;
     beforeAll(async () => {
       server = await startNatsServer();
+      dbg = setInterval(() => console.log('DBG', new Date().toISOString(), stage, JSON.stringify(members.map((m) => [m.host.serving(), m.cluster.leases.status()]))), 4000);
+    });
+    beforeEach((ctx) => {
+      stage = ctx.task.name;
     });
     afterAll(async () => {
+      clearInterval(dbg);
       await server?.stop();
     });
     afterEach(async () => {
+      stage = 'afterEach close';
       await Promise.all(members.map((m) => m.close()));
+      stage = 'afterEach streams';
       members = [];
       writes = [];
       rmSync(dir, { recursive: true, force: true });
@@ -232,9 +241,13 @@ if (natsServerOrSkip('cluster commands')) {
       expect(hung.runtime.cachedCount()).toBe(0); // its actors were evicted with their partitions
       await expect(hung.nodes.decideLocally(SYSTEM, orphans[0]!, { type: 'SetMaintenance', reason: null }, { request_id: null, idempotency_key: null }))
         .rejects.toBeInstanceOf(NotOwnerError);
+      console.log('DBG fenced');
       await balanced(rest);
+      console.log('DBG balanced');
       for (const id of orphans) {
-        const r = await manage(hung, id); // even through the fenced process's API: routed to the new owner
+        const t0 = Date.now();
+        const r = await manage(hung, id);
+        console.log('DBG', Date.now() - t0, r.statusCode); // even through the fenced process's API: routed to the new owner
         expect(r.statusCode, r.body).toBe(202);
       }
       expect(new Set(writes.filter((w) => orphans.some((id) => w.stream === `node-${id}`) && w.member !== hung.n).map((w) => w.member)).size).toBeGreaterThan(0);
@@ -242,14 +255,19 @@ if (natsServerOrSkip('cluster commands')) {
     });
 
     it('a graceful close releases the leases at once: the others serve its partitions long before the TTL', async () => {
+      stage = 'fleet';
       const ms = await fleet(2, { IRONCLAD_LEASE_TTL_MS: '60000' });
+      stage = 'enroll';
       const ids: string[] = [];
       for (let i = 0; i < 6; i++) ids.push(await enroll(ms[0]!));
       const [leaving, staying] = ms as [Member, Member];
       const theirs = ids.filter((id) => leaving.cluster.leases.ownsEntity(id));
       expect(theirs.length).toBeGreaterThan(0);
+      stage = 'close';
       await leaving.close();
+      stage = 'wait';
       await waitFor(() => staying.host.serving().length === P, { timeoutMs: 10_000, what: 'the survivor serves every partition' });
+      stage = 'manage';
       for (const id of theirs) expect((await manage(staying, id)).statusCode).toBe(202);
       expectExclusiveWrites(false);
     });

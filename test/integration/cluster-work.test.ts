@@ -20,6 +20,7 @@ import { partitionOf, type Bus } from '../../src/ports/bus.js';
 import { DriverError, type Driver, type StepOutcome } from '../../src/ports/driver.js';
 import { createFakeClock } from '../support/fake-clock.js';
 import { createHarness, type Harness } from '../support/harness.js';
+import { STACK_ENV, testTemplate } from '../support/stack-api.js';
 import { natsServerOrSkip, startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -275,6 +276,18 @@ if (natsServerOrSkip('cluster work plane')) {
       await waitFor(() => consumer.stats().completed === 3, { ...WAIT, what: 'three orders acked' });
       expect(consumer.stats()).toMatchObject({ running: 0, skipped: 0 });
       expect((h.ic.internals['conductor'] as { stats(): { completed: number } }).stats().completed).toBe(0);
+      expect(await (h.ic.internals['bus'] as Bus).workBacklog()).toEqual({ pending: 0, inFlight: 0 });
+    });
+
+    it('an Ironclad with NATS_URL runs a stack\'s resource actions through IRONCLAD_WORK, not its in-process pool', async () => {
+      h = await createHarness({ ...STACK_ENV, NATS_URL: server.url }, { persistent: true });
+      const r = await h.createStack({ name: 's-bus', template: testTemplate({ a: {}, b: { depends_on: ['a'] } }) });
+      expect(r.statusCode, r.body).toBe(202);
+      expect((await h.finishTask(r.json().task.id)).state).toBe('succeeded');
+      expect((await h.stack('s-bus')).status).toBe('CREATE_COMPLETE');
+      const consumer = h.ic.internals['workConsumer'] as WorkConsumer;
+      await waitFor(() => consumer.stats().completed === 2, { ...WAIT, what: 'two resource actions acked' }); // a, then b
+      expect((h.ic.internals['stackConductor'] as { stats(): { completed: number } }).stats().completed).toBe(0);
       expect(await (h.ic.internals['bus'] as Bus).workBacklog()).toEqual({ pending: 0, inFlight: 0 });
     });
   });

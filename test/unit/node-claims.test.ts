@@ -120,6 +120,15 @@ describe('a claimed node', () => {
     given([...claimedAvailable(), released()]).when({ type: 'Delete' }).then(['NodeDeleted']);
   });
 
+  it("refuses a user's cancel of the stack's provision task; the stack (SYSTEM) may still abort it", () => {
+    const h = [...history.waitCallBack(), ev.claimed()];
+    const taskId = Object.keys(foldNode(h).tasks)[0]!;
+    const cancel: NodeCommand = { type: 'CancelTask', task_id: taskId, abort_task_id: 't-abort' };
+    const err = given(h).when(cancel).thenThrows('invalid_state', { allocation: { stack_id: 'stack-1' } });
+    expect(err.message).toContain('claimed by stack stack-1');
+    expect(given(h, { principal: SYSTEM.id }).when(cancel).decide().events.map((e) => e.type)).toContain('TaskCreated');
+  });
+
   it('still takes maintenance (an operator may always fence a machine)', () => {
     given(claimedAvailable()).when({ type: 'SetMaintenance', reason: 'fan' }).then(['MaintenanceSet']);
   });

@@ -51,9 +51,11 @@ describe('stack conductor', () => {
       },
     };
     const r = recorder();
-    createStackConductor({ workers: [worker], concurrency: 4, log, report: r.report }).reconcile(stateWithOrders());
+    const s = stateWithOrders();
+    createStackConductor({ workers: [worker], concurrency: 4, log, report: r.report }).reconcile(s);
     await waitFor(() => r.reports.length === 2);
-    const byRecord = (name: string) => r.reports.find((x) => pendingWorkOrders(stateWithOrders()).length && x.record_id && x.error && (name === 'a' ? x.error.code === 'no_capacity' : x.error.code === 'resource_failed'));
+    const names = new Map(pendingWorkOrders(s).map((o) => [o.action_id, o.name]));
+    const byRecord = (name: string) => r.reports.find((x) => names.get(x.action_id) === name);
     expect(byRecord('a')).toMatchObject({ outcome: 'failed', outputs: null, error: { code: 'no_capacity', message: 'no node left' } });
     expect(byRecord('b')).toMatchObject({ outcome: 'failed', error: { code: 'resource_failed', message: 'boom' } });
 

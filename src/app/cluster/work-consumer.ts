@@ -17,10 +17,14 @@
  *   that dies leaves it unacked (redelivered after the consumer's ack wait).
  */
 import type { NodeState } from '../../domain/node/state.js';
+import type { ResourceOutcomeReport } from '../../domain/stack/commands.js';
+import type { StackState } from '../../domain/stack/state.js';
+import { pendingWorkOrders } from '../../domain/stack/work.js';
 import { settlementFor, type Bus, type BusSubscription, type WorkDelivery } from '../../ports/bus.js';
 import type { Logger } from '../../ports/logger.js';
 import { runOrder, type OrderRunnerDeps, type WorkOrder } from '../work/conductor.js';
-import type { NodeWorkMessage } from './work-dispatcher.js';
+import type { StackJob } from '../stacks/stack-conductor.js';
+import type { NodeWorkMessage, StackWorkMessage } from './work-dispatcher.js';
 
 export interface WorkConsumerDeps extends OrderRunnerDeps {
   bus: Pick<Bus, 'consumeWork'>;
@@ -34,7 +38,14 @@ export interface WorkConsumerDeps extends OrderRunnerDeps {
    * null when it does not exist. Throws (transient) when the read models cannot catch up in time.
    */
   stateAt(nodeId: string, position: string | null): Promise<NodeState | null>;
-  /** Attempts of one outcome report before the order is naked (transient failures). Default 8 (~1 min). */
+  /** Stack resource actions (omitted: a stack order is terminated as unknown). */
+  stacks?: {
+    stateAt(stackId: string, position: string | null): Promise<StackState | null>;
+    /** Runs the resource worker (`StackConductor.outcomeOf`); null when aborted. */
+    outcomeOf(job: StackJob, signal: AbortSignal, heartbeat: () => void): Promise<ResourceOutcomeReport | null>;
+    report(stackId: string, report: ResourceOutcomeReport): Promise<void>;
+  };
+  /** Attempts of one outcome report before the order is naked (transient failures). Default 8 (about 30 s of retries). */
   reportAttempts?: number;
 }
 
@@ -48,6 +59,18 @@ export function nodeOrderOf(d: Pick<WorkDelivery, 'order'>): NodeWorkMessage | n
   if (o.entity_type !== 'node' || typeof o.node_id !== 'string' || typeof o.step_id !== 'string' || typeof o.op_id !== 'string') return null;
   if ((o.kind !== 'step' && o.kind !== 'power') || typeof o.operation !== 'string' || (o.phase !== 'start' && o.phase !== 'resume')) return null;
   return o as NodeWorkMessage;
+}
+
+/** The stack order in a delivery, or null. */
+export function stackOrderOf(d: Pick<WorkDelivery, 'order'>): StackWorkMessage | null {
+  const o = d.order as Partial<StackWorkMessage>;
+  if (o.entity_type !== 'stack' || typeof o.stack?.id !== 'string' || typeof o.order?.action_id !== 'string') return null;
+  return o as StackWorkMessage;
+}
+
+/** True while the stack still waits for this action's outcome. */
+export function isPendingAction(s: StackState | null, actionId: string): s is StackState {
+  return s !== null && pendingWorkOrders(s).some((o) => o.action_id === actionId);
 }
 
 /** True while `s` still runs exactly this step. */
@@ -93,25 +116,64 @@ export function createWorkConsumer(deps: WorkConsumerDeps) {
   let completed = 0;
   let skipped = 0;
 
-  async function handle(d: WorkDelivery): Promise<void> {
-    const order = nodeOrderOf(d);
-    if (!order) {
-      d.term('not a node work order');
-      log.error({ msg_id: d.msgId, sequence: d.sequence }, 'work consumer: unknown work order terminated');
-      return;
-    }
-    const fields = { node_id: order.node_id, step_id: order.step_id, operation: order.operation, delivery: d.deliveryCount };
-    const state = await deps.stateAt(order.node_id, order.position);
-    if (!isCurrent(state, order)) {
-      skipped++;
-      log.debug(fields, 'work order no longer current; acked without running');
-      await d.ack();
-      return;
-    }
+  /** A stack's resource action: same settlement rules as a node step. */
+  async function handleStack(d: WorkDelivery, m: StackWorkMessage, stacks: NonNullable<WorkConsumerDeps['stacks']>): Promise<void> {
+    const fields = { stack_id: m.stack.id, action_id: m.order.action_id, type: m.order.type, delivery: d.deliveryCount };
     const ac = new AbortController();
     running.set(d.sequence, ac);
     const heartbeat = setInterval(() => d.working(), deps.heartbeatMs);
     try {
+      if (!isPendingAction(await stacks.stateAt(m.stack.id, m.position), m.order.action_id)) {
+        skipped++;
+        log.debug(fields, 'stack work order no longer pending; acked without running');
+        await d.ack();
+        return;
+      }
+      log.info(fields, 'work order running');
+      const report = await stacks.outcomeOf({ stack: m.stack, order: m.order }, ac.signal, () => d.working());
+      if (!report) {
+        d.nak(0);
+        return;
+      }
+      await reliably(() => stacks.report(m.stack.id, report), ac.signal, fields);
+      await d.ack();
+      completed++;
+      log.info(fields, 'work order done');
+    } catch (err) {
+      if (ac.signal.aborted) {
+        d.nak(0);
+        return;
+      }
+      log.warn({ ...fields, err, settlement: settlementFor(err, d.deliveryCount) }, 'work order failed');
+      throw err;
+    } finally {
+      clearInterval(heartbeat);
+      running.delete(d.sequence);
+    }
+  }
+
+  async function handle(d: WorkDelivery): Promise<void> {
+    const stackOrder = deps.stacks ? stackOrderOf(d) : null;
+    if (stackOrder) return handleStack(d, stackOrder, deps.stacks!);
+    const order = nodeOrderOf(d);
+    if (!order) {
+      d.term('not a work order this process understands');
+      log.error({ msg_id: d.msgId, sequence: d.sequence }, 'work consumer: unknown work order terminated');
+      return;
+    }
+    const fields = { node_id: order.node_id, step_id: order.step_id, operation: order.operation, delivery: d.deliveryCount };
+    const ac = new AbortController();
+    running.set(d.sequence, ac);
+    // from the start: waiting for lagging read models must not let the order go elsewhere either
+    const heartbeat = setInterval(() => d.working(), deps.heartbeatMs);
+    try {
+      const state = await deps.stateAt(order.node_id, order.position);
+      if (!isCurrent(state, order)) {
+        skipped++;
+        log.debug(fields, 'work order no longer current; acked without running');
+        await d.ack();
+        return;
+      }
       log.info(fields, 'work order running');
       const runner = {
         ...deps,

@@ -22,10 +22,11 @@ export interface StackConductorDeps {
   report(stackId: string, report: ResourceOutcomeReport): Promise<void>;
 }
 
-interface Job {
+export interface StackJob {
   stack: ResourceWorkContext['stack'];
   order: StackWorkOrder;
 }
+type Job = StackJob;
 
 export function createStackConductor(deps: StackConductorDeps) {
   const registry = new Map<string, ResourceWorker>();
@@ -35,20 +36,29 @@ export function createStackConductor(deps: StackConductorDeps) {
   }
   const pool = createWorkPool<Job>({ concurrency: deps.concurrency, run });
 
-  async function run({ stack, order }: Job, signal: AbortSignal): Promise<void> {
+  /**
+   * Runs one order's worker and builds its report; null when `signal` aborted (nothing to report).
+   * Shared by the pool below and the bus consumer (src/app/cluster/work-consumer.ts, NATS mode).
+   */
+  async function outcomeOf({ stack, order }: Job, signal: AbortSignal, heartbeat: () => void = () => undefined): Promise<ResourceOutcomeReport | null> {
     const base = { traversal_id: order.traversal_id, action_id: order.action_id, record_id: order.record_id, phase: order.phase };
     let report: ResourceOutcomeReport;
     try {
-      const outputs = await perform(stack, order, signal);
+      const outputs = await perform(stack, order, signal, heartbeat);
       report = { ...base, outcome: 'complete', outputs: order.action === 'DELETE' ? null : outputs, error: null };
     } catch (err) {
-      if (signal.aborted) return; // stopping: not reported, so it runs again after the restart
+      if (signal.aborted) return null; // stopping: not reported, so it runs again after the restart
       const failed = err instanceof ResourceActionFailed;
       if (!failed) deps.log.error({ err, stack_id: stack.id, action_id: order.action_id, type: order.type }, 'resource worker crashed');
       const message = err instanceof Error ? err.message : String(err);
       report = { ...base, outcome: 'failed', outputs: null, error: { code: failed ? err.code : 'resource_failed', message } };
     }
-    if (signal.aborted) return;
+    return signal.aborted ? null : report;
+  }
+
+  async function run({ stack, order }: Job, signal: AbortSignal): Promise<void> {
+    const report = await outcomeOf({ stack, order }, signal);
+    if (!report) return;
     try {
       await deps.report(stack.id, report);
     } catch (err) {
@@ -57,10 +67,10 @@ export function createStackConductor(deps: StackConductorDeps) {
     }
   }
 
-  function perform(stack: Job['stack'], order: StackWorkOrder, signal: AbortSignal): Promise<ResourceOutputs> {
+  function perform(stack: Job['stack'], order: StackWorkOrder, signal: AbortSignal, heartbeat: () => void): Promise<ResourceOutputs> {
     const worker = registry.get(order.type);
     if (!worker) return Promise.reject(new ResourceActionFailed('resource_failed', `no worker handles resource type ${order.type} in this process`));
-    return worker.run(order, { stack, signal, heartbeat: () => undefined });
+    return worker.run(order, { stack, signal, heartbeat });
   }
 
   return {
@@ -70,6 +80,7 @@ export function createStackConductor(deps: StackConductorDeps) {
       const stack = { id: s.id, owner: s.owner, name: s.name ?? s.id };
       for (const order of pendingWorkOrders(s)) pool.submit(order.action_id, { stack, order });
     },
+    outcomeOf,
     /** The resource types this process can run. */
     types: (): string[] => [...registry.keys()].sort(),
     stats: pool.stats,

@@ -69,9 +69,13 @@ export function decideNode(command: NodeCommand, state: NodeState, ctx: DecideCo
     case 'ExpireDeadline':
       expireDeadline(w, command);
       break;
-    case 'CancelTask':
+    case 'CancelTask': {
+      // A claimed node's provision tasks are the stack's: cancelling one would pull the machine from under it.
+      const claimed = state.tasks[command.task_id]?.kind === 'provision' ? claimRefusal(state, ctx.principal) : null;
+      if (claimed) throw errors.invalidState(claimed, state.provision_state, allowedActionsNow(state), { allocation: viewAllocation(state) });
       cancelTask(w, command);
       break;
+    }
     case 'ObservePower':
       observePower(w, command.result);
       break;

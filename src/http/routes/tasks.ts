@@ -53,7 +53,9 @@ export async function taskRoutes(scope: FastifyInstance, deps: HttpDeps): Promis
   app.post('/v1/tasks/:id/cancel', { schema: { tags, summary: 'Cancel a queued task, or abort a waiting/held operation', description: WRITE_CONVENTIONS, params: IdParams, response: { 200: Task, 202: Task, ...errs } } }, async (req, reply) => {
     const t = await visibleTask(req.principal, req.params.id);
     if (isTerminal(t.state)) throw errors.notCancellable(`Task ${t.id} is already ${t.state}.`, t.state);
-    if (t.resource_type !== 'node') throw errors.notCancellable(`Task ${t.id} cannot be cancelled here.`, t.state);
+    if (t.resource_type === 'stack') {
+      throw errors.notCancellable(`Task ${t.id} belongs to stack ${t.resource_id}: stop a stack's create or update with POST /v1/stacks/${t.resource_id}/actions {"action": "cancel_update"}.`, t.state);
+    }
     const out = await deps.nodes.command(req.principal, t.resource_id, { type: 'CancelTask', task_id: t.id, abort_task_id: deps.ids.next() }, meta(req));
     if (out.position) reply.header('Ironclad-Position', out.position);
     if (out.task && out.task.id === t.id) return reply.code(200).send(taskView(out.task));

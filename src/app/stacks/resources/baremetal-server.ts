@@ -50,6 +50,9 @@ interface Held {
 type Run = { order: StackWorkOrder; ctx: ResourceWorkContext; meta: RequestMeta };
 
 const PAGE = 16;
+/** Answers of the node actor that are decisions (move on); anything else (a timeout...) may be retried. */
+const REFUSALS: ReadonlySet<string> = new Set(['not_found', 'invalid_state', 'in_maintenance', 'node_busy', 'queue_full']);
+const SEND_ATTEMPTS = 3;
 
 export function createBaremetalServerWorker(deps: BaremetalServerDeps): ResourceWorker {
   const { nodes, nodesRM, waiter, ids, clock } = deps;
@@ -75,28 +78,42 @@ export function createBaremetalServerWorker(deps: BaremetalServerDeps): Resource
     }
   }
 
-  /** Waits until the projected node is at least at `revision` and `taskId` is no longer active. */
+  /** Waits until the projected node is at least at `revision` and `taskId` no longer runs there. */
   function taskEnded(r: Run, id: string, taskId: string, revision: number): Promise<NodeState> {
-    return waiter.until(id, (s) => s.revision >= revision && !s.tasks[taskId], { signal: r.ctx.signal, onChange: () => r.ctx.heartbeat() });
+    return waiter.until(id, (s) => s.revision >= revision && s.op?.task_id !== taskId, { signal: r.ctx.signal, onChange: () => r.ctx.heartbeat() });
+  }
+
+  /**
+   * Sends a node command as SYSTEM, retrying an answer that is not a decision (e.g. a cluster
+   * `command_timeout`): claims and releases are idempotent by claim id and a repeated deploy or
+   * undeploy coalesces into the running task, so a retry never applies a command twice.
+   */
+  async function send(r: Run, id: string, command: NodeCommand): Promise<CommandOutcome> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await nodes.send(SYSTEM, id, command, r.meta);
+      } catch (err) {
+        if (!(err instanceof IroncladError) || REFUSALS.has(err.code) || attempt >= SEND_ATTEMPTS) throw err;
+        r.ctx.signal.throwIfAborted();
+      }
+    }
   }
 
   async function release(r: Run, h: Held): Promise<void> {
     try {
-      await nodes.send(SYSTEM, h.id, { type: 'ReleaseNode', claim_id: h.claim_id }, r.meta);
+      await send(r, h.id, { type: 'ReleaseNode', claim_id: h.claim_id });
     } catch (err) {
       // Gone, or already held by another claim: either way this record no longer holds it.
-      if (!(err instanceof IroncladError)) throw err;
+      if (!(err instanceof IroncladError) || !REFUSALS.has(err.code)) throw err;
     }
   }
 
   /** Sends a provision verb as SYSTEM; a refusal comes back as its message. */
   async function provision(r: Run, h: Held, verb: 'deploy' | 'undeploy'): Promise<CommandOutcome | string> {
     try {
-      return await nodes.send(SYSTEM, h.id, {
-        type: 'RequestProvision', verb, params: {}, on_busy: 'reject', callback_url: null, task_id: ids.next(),
-      }, r.meta);
+      return await send(r, h.id, { type: 'RequestProvision', verb, params: {}, on_busy: 'reject', callback_url: null, task_id: ids.next() });
     } catch (err) {
-      if (err instanceof IroncladError) return err.message;
+      if (err instanceof IroncladError && REFUSALS.has(err.code)) return err.message;
       throw err;
     }
   }
@@ -118,9 +135,7 @@ export function createBaremetalServerWorker(deps: BaremetalServerDeps): Resource
         continue;
       }
       if (s.provision_state === 'active') return null;
-      if (s.provision_state !== 'available' || s.queue.length > 0 || s.maintenance) {
-        return s.last_error ?? `the node is in "${s.provision_state}"${s.maintenance ? ' (maintenance)' : ''}`;
-      }
+      if (s.provision_state !== 'available' || s.queue.length > 0 || s.maintenance) return whyNot(s);
       const out = await provision(r, h, 'deploy');
       if (typeof out === 'string') return out;
       await taskEnded(r, h.id, out.task!.id, out.state.revision);
@@ -138,10 +153,11 @@ export function createBaremetalServerWorker(deps: BaremetalServerDeps): Resource
         tried.add(c.id);
         const claim_id = `${claimPrefix(r.order)}${r.order.action_id}/${tried.size}`;
         try {
-          await nodes.send(SYSTEM, c.id, { type: 'ClaimNode', claim_id, stack_id: stack.id, resource_name: r.order.name, owner: stack.owner }, r.meta);
+          await send(r, c.id, { type: 'ClaimNode', claim_id, stack_id: stack.id, resource_name: r.order.name, owner: stack.owner });
           return { id: c.id, name: c.name, claim_id };
         } catch (err) {
-          if (!(err instanceof IroncladError)) throw err;
+          // Not a decision after retries: fail; the record's delete releases a claim that was granted.
+          if (!(err instanceof IroncladError) || !REFUSALS.has(err.code)) throw err;
           refusals.push(`${label(c)}: claim refused (${err.message})`); // taken by another stack in the meantime, or changed
         }
       }
@@ -153,7 +169,7 @@ export function createBaremetalServerWorker(deps: BaremetalServerDeps): Resource
     const tried = new Set<string>();
     const refusals: string[] = [];
     const failures: string[] = [];
-    let held: Held | null = null;
+    let held: Held | null = heldBy(r)[0] ?? null;
     for (let attempt = 1; ; attempt++) {
       if (!held) held = await claimNext(r, spec, tried, refusals);
       if (!held) throw new ResourceActionFailed('no_capacity', noCapacity(r, spec, failures, refusals));
@@ -250,6 +266,13 @@ function specOf(p: Record<string, unknown>): Spec {
 }
 
 const label = (n: { id: string; name: string | null }): string => n.name ?? n.id;
+
+/** Why a held node cannot become the server: its deploy error, maintenance, or its state. */
+function whyNot(s: NodeState): string {
+  if (s.maintenance) return `the node went into maintenance${s.maintenance_reason ? ` (${s.maintenance_reason})` : ''}`;
+  if (s.provision_state === 'deploy failed' && s.last_error) return s.last_error;
+  return `the node is in "${s.provision_state}"`;
+}
 
 const outputs = (h: Held): ResourceOutputs => ({ physical_id: h.id, attributes: { node_id: h.id, node_name: h.name } });
 
