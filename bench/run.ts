@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: Ironclad under load, started as a user starts it, measured from outside.
  * BENCH_QUICK=1: a ~1 minute smoke run (smaller fleet, 3 s runs; its numbers are not comparable).
- * BENCH_ONLY=throughput,lag,lifecycles,scale,replay,recovery,coldload,memory: a subset.
+ * BENCH_ONLY=throughput,lag,lifecycles,stacks,scale,replay,recovery,coldload,memory: a subset.
  * BENCH_MODE=embedded (default) or nats (a real nats-server -js is started; one Ironclad process
  * with NATS_URL): every scenario talks REST only, so a mode is one entry in MODES.
  * BENCH_WAIT_QUIET_S=N: first wait up to N s for the machine's load average to drop below its cores.
@@ -21,10 +21,11 @@ import { startNats } from './lib/nats.js';
 import { costCurve, lifecycles, projectionLag } from './scenarios/flows.js';
 import { actorMemory, coldLoad } from './scenarios/inproc.js';
 import { recovery, replay } from './scenarios/restart.js';
+import { stacks } from './scenarios/stacks.js';
 import { throughput } from './scenarios/throughput.js';
 
 const quick = process.env['BENCH_QUICK'] === '1';
-const only = new Set((process.env['BENCH_ONLY'] ?? 'throughput,lag,lifecycles,scale,replay,recovery,coldload,memory').split(',').map((s) => s.trim()));
+const only = new Set((process.env['BENCH_ONLY'] ?? 'throughput,lag,lifecycles,stacks,scale,replay,recovery,coldload,memory').split(',').map((s) => s.trim()));
 const modeName = process.env['BENCH_MODE'] ?? 'embedded';
 
 /** How each mode is set up. Scenarios only see a base URL, so a mode is its server's environment (and what it needs running). */
@@ -85,7 +86,7 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T | undefine
   }
 }
 
-const needServer = ['throughput', 'lag', 'lifecycles', 'scale', 'replay', 'recovery'].some((s) => only.has(s));
+const needServer = ['throughput', 'lag', 'lifecycles', 'stacks', 'scale', 'replay', 'recovery'].some((s) => only.has(s));
 let ctx: Ctx | null = null;
 let fleet: string[] = [];
 if (needServer) {
@@ -103,6 +104,10 @@ const found = tp?.uniform.found_per_s || (quick ? 400 : 1000);
 if (ctx) {
   await step('lag', () => projectionLag(ctx!, fleet, Math.max(50, Math.round(found / 2))));
   await step('lifecycles', () => lifecycles(ctx!));
+  await step('stacks', () => {
+    ctx!.log('(7) stacks: 200 zero-delay test resources, independent / fan-in / chain, create → task terminal');
+    return stacks(ctx!);
+  });
 }
 let deployNodes: string[] = [];
 if (ctx) {
@@ -143,6 +148,7 @@ if (R['throughput']) {
   rows.push({ metric: `... then ${o.recovery_rate}/s: backlog gone (p99 < 100 ms) after; seconds with p99 ≥ 20 ms after that`, measured: `${o.backlog_drained_after_s ?? 'never'} s; ${o.seconds_over_objective_after_drain} of ${after} s`, target: 'recovers', verdict: o.backlog_drained_after_s === null ? 'NOT met' : 'ok' });
 }
 if (R['lifecycles']) rows.push({ metric: 'full lifecycles/s (enroll→…→undeploy, read model "available")', measured: `${R['lifecycles'].per_s}/s (${R['lifecycles'].concurrency} clients; p99 ${R['lifecycles'].latency.p99} ms)`, target: '—', verdict: '' });
+for (const s of R['stacks'] ?? []) rows.push({ metric: `stack of ${s.resources} resources (${s.shape.replace('_', '-')}) converged`, measured: `${num(s.ms, ' ms')} (${s.state})`, target: '—', verdict: '' });
 if (R['lag']) rows.push({ metric: `projection lag at ${R['lag'].rate}/s (202 → read-your-write GET)`, measured: R['lag'].lag ? `p50 ${R['lag'].lag.p50} / p99 ${R['lag'].lag.p99} ms` : 'n/a', target: '—', verdict: '' });
 if (R['replay']) rows.push({ metric: `read-model rebuild (${num(R['replay'].events)} events)`, measured: num(R['replay'].events_per_s, ' events/s'), target: '≥ 200,000 events/s', verdict: verdict(R['replay'].events_per_s >= 200_000) });
 for (const r of R['coldload'] ?? []) rows.push({ metric: `cold actor load, ${r.events} events`, measured: `${r.with_snapshots.median_ms} ms with snapshots / ${r.without_snapshots.median_ms} ms without`, target: '—', verdict: '' });
@@ -182,6 +188,7 @@ mkdirSync(dir, { recursive: true });
 const suffix = `${modeName === 'embedded' ? '' : `-${modeName}`}${quick ? '-quick' : ''}`;
 const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}${suffix}.json`);
 writeFileSync(file, JSON.stringify(out, null, 2));
-writeFileSync(join(dir, `latest${suffix}.json`), JSON.stringify(out, null, 2));
+// latest*.json (committed) only from complete runs: a BENCH_ONLY subset must not replace them.
+if (!process.env['BENCH_ONLY']) writeFileSync(join(dir, `latest${suffix}.json`), JSON.stringify(out, null, 2));
 log(`\nwritten: ${file.slice(REPO_ROOT.length + 1)} (${Math.round((performance.now() - t0) / 1000)} s)`);
 process.exit(failed.length ? 1 : 0);

@@ -12,14 +12,14 @@ const ConfigSchema = z.object({
   IRONCLAD_DATA_DIR: z.string().default('./data'),
   /** Events and snapshots in this SQLite file (shared by the processes of one host); default the data dir's ironclad.db. */
   IRONCLAD_EVENT_STORE_FILE: z.string().min(1).optional(),
-  /** NATS mode: seconds before an unacknowledged work order (a dead worker's) is delivered again; default deploy/nats (60). */
+  /** NATS mode: seconds before an unacknowledged work order (a dead worker's) is delivered again (same value in every process); default deploy/nats (60). */
   IRONCLAD_WORK_ACK_WAIT_S: z.coerce.number().int().min(1).optional(),
   NATS_URL: z.string().optional(),
   /** NATS mode: entities are spread over this many partitions, each leased to one process (same value in every process). */
   IRONCLAD_PARTITIONS: int(16, 1),
   /** NATS mode: a process that stops renewing loses its leases after this long (its partitions are taken over). */
   IRONCLAD_LEASE_TTL_MS: int(10_000, 500),
-  /** NATS mode: how long the API waits for the partition owner's answer to a command (then 503 command_timeout). */
+  /** NATS mode: how long the API waits for the partition owner's answer to a command (then 503 overloaded, reason command_not_confirmed). */
   IRONCLAD_COMMAND_TIMEOUT_MS: int(10_000, 100),
   KURRENTDB_URL: z.string().optional(),
   IRONCLAD_TOKENS: z.string().optional(),

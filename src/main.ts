@@ -37,7 +37,7 @@ import { embeddedOwnership, type Ownership } from './app/cluster/ownership.js';
 import { connectCluster, ownedOrThrow } from './app/cluster/cluster.js';
 import { createCommandRouter } from './app/cluster/command-router.js';
 import { createActorHost } from './app/cluster/actor-host.js';
-import { idempotentNodeId, nodeEntityHandler } from './app/cluster/node-commands.js';
+import { entityHandler, idempotentNodeId } from './app/cluster/entity-commands.js';
 import { createWorkDispatcher } from './app/cluster/work-dispatcher.js';
 import { createWorkConsumer, ReadModelLagError } from './app/cluster/work-consumer.js';
 import { NATS_DEFINITIONS } from './adapters/nats/definitions.js';
@@ -134,7 +134,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   }) : null;
   const ownership: Ownership = cluster?.leases ?? embeddedOwnership(config.IRONCLAD_PARTITIONS);
   const owned = cluster ? { guard: ownedOrThrow(ownership), cacheable: (id: string) => ownership.ownsEntity(id) } : {};
-  const router = cluster ? createCommandRouter({ bus: () => bus!, partitions: config.IRONCLAD_PARTITIONS, ids, timeoutMs: config.IRONCLAD_COMMAND_TIMEOUT_MS }) : undefined;
+  const router = cluster ? createCommandRouter({ bus: () => bus!, partitions: config.IRONCLAD_PARTITIONS, timeoutMs: config.IRONCLAD_COMMAND_TIMEOUT_MS }) : undefined;
   const runtime = createActorRuntime<NodeState>({
     store, snapshots, clock, ids, ...owned,
     model: { entityType: 'node', initial: initialNodeState, evolve: evolveNode, snapshotVersion: 1 },
@@ -153,7 +153,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     store, snapshots, clock, ids, ...owned,
     model: { entityType: 'stack', initial: initialStackState, evolve: evolveStack, snapshotVersion: 1 },
   });
-  const stacks = createStackService({ runtime: stackRuntime, stacks: stacksRM, clock, ids, config: { defaultTimeoutS: config.IRONCLAD_STACK_TIMEOUT_S }, names: stackNames });
+  const stacks = createStackService({ runtime: stackRuntime, stacks: stacksRM, clock, ids, config: { defaultTimeoutS: config.IRONCLAD_STACK_TIMEOUT_S }, names: cluster?.names.stack ?? stackNames, router });
   const projector = createProjector({ store, db, nodes: nodesRM, tasks: tasksRM, log: logger, stacks: stacksRM });
   const waiters = createTaskWaiters();
 
@@ -221,11 +221,14 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   const workAckWaitMs = config.IRONCLAD_WORK_ACK_WAIT_S !== undefined ? config.IRONCLAD_WORK_ACK_WAIT_S * 1000 : (NATS_DEFINITIONS.consumers.workers.ack_wait ?? 60e9) / 1e6;
   const bus: Bus | null = config.NATS_URL ? await createNatsBus({
     servers: config.NATS_URL, log: logger, name: `ironclad ${config.HOST}:${config.PORT}`,
-    tuning: config.IRONCLAD_WORK_ACK_WAIT_S !== undefined ? { workAckWaitMs } : undefined,
+    // commandAckWaitMs: a command pulled by a process that died comes back when its partition is taken over.
+    tuning: { ...(config.IRONCLAD_WORK_ACK_WAIT_S !== undefined ? { workAckWaitMs } : {}), commandAckWaitMs: config.IRONCLAD_LEASE_TTL_MS },
   }) : null;
   // The owner of each partition serves its commands (the router above sends them there).
   const host = bus && cluster ? createActorHost({ bus, ownership, log: logger }) : null;
-  host?.register('node', nodeEntityHandler({ nodes, runtime, store }));
+  const retention = { retentionMs: config.IRONCLAD_IDEMPOTENCY_RETENTION_S * 1000, now: () => clock.now() };
+  host?.register('node', entityHandler({ kind: 'node', decideLocally: nodes.decideLocally, runtime, store, ...retention }));
+  host?.register('stack', entityHandler({ kind: 'stack', decideLocally: stacks.decideLocally, runtime: stackRuntime, store, ...retention }));
   const notifier = bus ? createNotifier({ store, db, bus, nodeOwner: (id) => nodesRM.get(id)?.owner, stackOwner: (id) => stacksRM.get(id)?.owner, log: logger }) : null;
 
   // Work plane over NATS (issue 3, docs/decisions/0004-cluster.md "Work plane"): the partition owner
@@ -296,6 +299,7 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
     metrics: {
       pendingTasks: tasksRM.pendingCount, projectedEvents: projector.eventsApplied, projectionPosition: projector.position,
       cachedActors: runtime.cachedCount, work: workConsumer?.stats ?? conductor.stats,
+      ownedPartitions: cluster ? () => ownership.owned().size : undefined,
     },
     async ready() {
       const checks: Record<string, string> = {};
@@ -337,6 +341,16 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
         await cluster.names.node.reconcile({
           get: (id) => nodesRM.get(id), allNamed: () => nodesRM.allLive().filter((n) => n.name !== null),
         }, 120_000);
+        await cluster.names.stack.reconcile({
+          get: (id) => stacksRM.get(id),
+          *allNamed() {
+            for (let cursor: string | null = null, first = true; first || cursor !== null; first = false) {
+              const page = stacksRM.list({}, 500, cursor);
+              yield* page.items;
+              cursor = page.next_cursor;
+            }
+          },
+        }, 120_000);
       }
       // Singletons follow their leases (embedded: this process leads forever); listen first, then look.
       ownership.onLeader('notifier', (leader) => {
@@ -344,8 +358,10 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
         (leader ? notifier.start() : notifier.stop()).catch((err: unknown) => logger.error({ err }, 'notifier hand-over failed'));
       });
       if (ownership.isLeader('notifier')) await notifier?.start();
-      if (!cluster) names.reconcile();
-      stackNames.reconcile();
+      if (!cluster) {
+        names.reconcile();
+        stackNames.reconcile();
+      }
       const armStacks = (): void => {
         if (!workDispatcher) for (const s of stacksRM.withPendingWork()) stackConductor.reconcile(s);
         for (const s of stacksRM.withDeadlines()) if (ownership.ownsEntity(s.id)) stackDeadlines.reconcile(s);

@@ -71,6 +71,8 @@ export interface RecoveryResult {
   /** all_resumed − ready − the fake deploy time (the steps run again from their start). */
   resume_overhead_ms: number;
   outcomes: Record<string, number>;
+  /** Long-polls refused with 503 `overloaded` (load shedding) and retried after Retry-After (1 s). */
+  shed_retries: number;
 }
 
 export async function recovery(ctx: Ctx, env: Record<string, string>, deployNodes: string[], deployMs: number): Promise<RecoveryResult> {
@@ -112,9 +114,9 @@ export async function recovery(ctx: Ctx, env: Record<string, string>, deployNode
   const res: RecoveryResult = {
     nodes, in_flight: ids.length, deploy_ms: deployMs, running_at_kill: before['running'] ?? 0,
     finished_before_kill: (before['succeeded'] ?? 0) + (before['failed'] ?? 0), ready_ms: Math.round(readyMs), all_resumed_ms: allMs,
-    resume_overhead_ms: Math.round(allMs - readyMs - deployMs), outcomes,
+    resume_overhead_ms: Math.round(allMs - readyMs - deployMs), outcomes, shed_retries: ctx.client.shedRetries,
   };
   ctx.log(`  at kill: ${res.running_at_kill} running, ${res.finished_before_kill} finished; ready ${res.ready_ms} ms after restart; ` +
-    `all ${ids.length} deploys done ${res.all_resumed_ms} ms after restart (${JSON.stringify(outcomes)}; overhead beyond the ${deployMs} ms deploy: ${res.resume_overhead_ms} ms)`);
+    `all ${ids.length} deploys done ${res.all_resumed_ms} ms after restart (${JSON.stringify(outcomes)}; overhead beyond the ${deployMs} ms deploy: ${res.resume_overhead_ms} ms; ${res.shed_retries} polls shed and retried)`);
   return res;
 }

@@ -4,7 +4,8 @@
  * coalesce), open loop. Search: double the rate while p99 < 20 ms with every answer a 202, then
  * bisect; a miss while other processes kept > 0.5 core busy is tried once more (shared machine).
  * Then the latency curve at 25..100 % of the found rate, correctness of those runs (accepted =
- * appended = projected, ordering), and overload at 2× followed by recovery.
+ * appended = projected, ordering), and overload at 2× (of the found rate or of the highest rate
+ * the server kept up with, whichever is higher) followed by recovery at half the found rate.
  */
 import { integrity, settle } from '../lib/sqlite-check.js';
 import { firstSecondUnder, measure, recoverySeconds, type Ctx, type RunRecord } from '../lib/measure.js';
@@ -81,6 +82,8 @@ export interface ThroughputResult {
   };
   overload: {
     rate: number;
+    /** The highest trial rate the server kept up with (the overload is 2× the higher of it and the found rate). */
+    kept_up_per_s: number;
     run: RunRecord;
     shed_429: number;
     shed_503: number;
@@ -130,10 +133,16 @@ export async function throughput(ctx: Ctx, nodes: string[]): Promise<ThroughputR
   ctx.log(`  correctness: 202s ${correctness.accepted_202} = appended ${correctness.appended_commands} (created ${correctness.created}, coalesced ${correctness.coalesced}); ` +
     `projected tasks ${correctness.projected_tasks}, unfinished ${correctness.unfinished_tasks} → ${correctness.ok ? 'OK' : 'MISMATCH'}`);
 
-  const overRate = round(found * 2);
+  // 2× the found rate is no overload when the tail (not the throughput) decided it, as on a shared
+  // machine: take 2× the higher of that and the highest rate the server kept up with (every answer
+  // a 202, achieved ≥ 95 % of the rate, median under the objective), so the phase really overloads.
+  const keptUp = [...uniform.trials, ...zipf.trials, ...curve.map((c) => c.run)]
+    .filter((r) => r.accepted === r.scheduled && r.achieved_per_s >= 0.95 * r.rate && r.latency.p50 < 20)
+    .reduce((m, r) => Math.max(m, r.rate), 0);
+  const overRate = round(Math.max(found, keptUp) * 2);
   const recoveryRate = round(found / 2);
   const rssBefore = ctx.server.rssMb();
-  ctx.log(`  overload: ${overRate}/s for ${ctx.quick ? 3 : 10} s, then ${recoveryRate}/s`);
+  ctx.log(`  overload: ${overRate}/s (2 × max(found ${found}/s, kept up with ${keptUp}/s)) for ${ctx.quick ? 3 : 10} s, then ${recoveryRate}/s`);
   const run = await measure(ctx, {
     label: 'overload 2x → 0.5x', nodes, dist: 'uniform',
     phases: [{ label: 'overload', rate: overRate, durationS: ctx.quick ? 3 : 10 }, { label: 'recovery', rate: recoveryRate, durationS: ctx.quick ? 6 : 30 }],
@@ -141,7 +150,7 @@ export async function throughput(ctx: Ctx, nodes: string[]): Promise<ThroughputR
   const over = run.phases![0]!;
   const recovered = recoverySeconds(run.phases!, 1);
   const overload = {
-    rate: overRate, run, shed_429: over.status['429'] ?? 0, shed_503: over.status['503'] ?? 0,
+    rate: overRate, kept_up_per_s: keptUp, run, shed_429: over.status['429'] ?? 0, shed_503: over.status['503'] ?? 0,
     rss_before_mb: Math.round(rssBefore), rss_max_mb: run.server_rss_max_mb, recovery_rate: recoveryRate, recovered_after_s: recovered,
     backlog_drained_after_s: firstSecondUnder(run.phases!, 1, 100), recovery_p99_by_second: run.phases![1]!.timeline.map((x) => x.p99),
     seconds_over_objective_after_drain: 0,

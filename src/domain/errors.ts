@@ -41,7 +41,6 @@ export const ErrorCodes = {
   rate_limited: ErrorKind.rate_limited,
   overloaded: ErrorKind.unavailable,
   not_caught_up: ErrorKind.unavailable,
-  command_timeout: ErrorKind.unavailable,
   internal: ErrorKind.internal,
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;

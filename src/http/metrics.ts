@@ -12,6 +12,8 @@ export interface MetricSources {
   projectionPosition(): string | null;
   cachedActors(): number;
   work(): { queued: number; running: number; completed: number };
+  /** Partitions whose lease this process holds (embedded: all of them). */
+  ownedPartitions?(): number;
 }
 
 export function registerMetrics(app: FastifyInstance, sources: MetricSources): void {
@@ -29,6 +31,7 @@ export function registerMetrics(app: FastifyInstance, sources: MetricSources): v
   gauge('ironclad_projected_events_total', 'Events applied to the read models by this process', sources.projectedEvents);
   gauge('ironclad_projection_position', 'Global log position the read models reached', () => Number(sources.projectionPosition() ?? 0));
   gauge('ironclad_actors_cached', 'Node actors resident in memory', sources.cachedActors);
+  if (sources.ownedPartitions) gauge('ironclad_partitions_owned', 'Partitions whose lease this process holds (NATS mode)', sources.ownedPartitions);
   gauge('ironclad_work_running', 'Driver steps running in this process', () => sources.work().running);
   gauge('ironclad_work_queued', 'Driver steps waiting for a worker slot', () => sources.work().queued);
   gauge('ironclad_work_completed_total', 'Driver steps finished by this process', () => sources.work().completed);

@@ -11,7 +11,7 @@ export const STATUS: Record<ErrorCode, number> = {
   not_found: 404, method_not_allowed: 405, invalid_state: 409, node_busy: 409, in_maintenance: 409,
   queue_full: 409, name_conflict: 409, not_cancellable: 409, idempotency_key_in_use: 409,
   revision_mismatch: 412, payload_too_large: 413, idempotency_key_reused: 422, rate_limited: 429,
-  overloaded: 503, not_caught_up: 503, command_timeout: 503, internal: 500,
+  overloaded: 503, not_caught_up: 503, internal: 500,
 };
 
 const TITLES: Record<ErrorCode, string> = {
@@ -22,7 +22,7 @@ const TITLES: Record<ErrorCode, string> = {
   not_cancellable: 'Task cannot be cancelled', idempotency_key_in_use: 'Idempotency key in use',
   revision_mismatch: 'Revision mismatch', payload_too_large: 'Payload too large',
   idempotency_key_reused: 'Idempotency key reused with another request', rate_limited: 'Rate limited',
-  overloaded: 'Overloaded', not_caught_up: 'Read models not caught up', command_timeout: 'Command not confirmed in time', internal: 'Internal error',
+  overloaded: 'Overloaded', not_caught_up: 'Read models not caught up', internal: 'Internal error',
 };
 
 export interface ProblemBody {

@@ -239,7 +239,7 @@ describe('503 overloaded while the process is saturated (load shedding)', () => 
   const reading = (hh: Harness): Promise<void> =>
     waitFor(() => hh.ic.app.memoryUsage().heapUsed > 0, { what: 'the first pressure reading' });
 
-  it('refuses commands and reads with Retry-After before running them, and keeps answering health, readiness and metrics', async () => {
+  it('refuses commands with Retry-After before running them, and keeps answering reads, health, readiness and metrics', async () => {
     h = await createHarness({ IRONCLAD_TOKENS: 'tok-a=acme:member', IRONCLAD_SHED_HEAP_MB: '1', IRONCLAD_SHED_SAMPLE_MS: '10' });
     await reading(h);
     const head = await h.store.headPosition();
@@ -250,9 +250,13 @@ describe('503 overloaded while the process is saturated (load shedding)', () => 
     expect(b['pressure']).toBe('heapUsedBytes');
     expect(b['detail']).toMatch(/heap used \d+ MB/);
     expect(await h.store.headPosition()).toBe(head);
-    expectProblem(await h.req({ method: 'GET', url: '/v1/nodes', token: 'tok-a' }), 503, 'overloaded');
+    expectProblem(await h.req({ method: 'PUT', url: '/v1/nodes/00000000-0000-4000-8000-000000000001/states/power', payload: { target: 'power on' }, token: 'tok-a' }), 503, 'overloaded');
     // Shed before authentication: a flood without a valid token costs no more than one with it.
-    expectProblem(await h.req({ method: 'GET', url: '/v1/tasks' }), 503, 'overloaded');
+    expectProblem(await h.req({ method: 'POST', url: '/v1/nodes', payload: { driver: 'fake', resource_class: 'x' } }), 503, 'overloaded');
+    expect(await h.store.headPosition()).toBe(head);
+    // Reads do no work worth refusing (and task polls must not be delayed by a Retry-After).
+    expect((await h.req({ method: 'GET', url: '/v1/nodes', token: 'tok-a' })).statusCode).toBe(200);
+    expectProblem(await h.req({ method: 'GET', url: '/v1/tasks' }), 401, 'unauthorized');
     for (const url of ['/healthz', '/readyz', '/metrics']) expect((await h.req({ method: 'GET', url })).statusCode, url).toBe(200);
   });
 

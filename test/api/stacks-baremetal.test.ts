@@ -277,7 +277,7 @@ describe('the baremetal server worker when a reply is lost', () => {
         const out = await real.send(principal, id, command, meta);
         if ((command.type === 'ClaimNode' || command.type === 'RequestProvision') && !lostOnce.has(command.type)) {
           lostOnce.add(command.type);
-          throw new IroncladError('command_timeout', `the ${command.type} answer was lost`);
+          throw new IroncladError('overloaded', `the ${command.type} answer was lost`, { reason: 'command_not_confirmed' });
         }
         return out;
       },

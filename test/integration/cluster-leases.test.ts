@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { KV } from '@nats-io/kv';
 import { connectNatsKv, type NatsKv } from '../../src/adapters/nats/kv.js';
+import { createKvIdempotencyStore } from '../../src/adapters/nats/idempotency-store.js';
 import { assign } from '../../src/app/cluster/assignment.js';
 import { createLeaseManager, type LeaseManager } from '../../src/app/cluster/leases.js';
 import { LEADER_ROLES } from '../../src/app/cluster/ownership.js';
@@ -98,6 +99,35 @@ if (natsServerOrSkip('cluster leases')) {
       serving = new Map();
       violations = [];
     };
+
+    it('shared idempotency records: one owner per key across processes, replay, mismatch, release and take-over', async () => {
+      fresh();
+      const kv = await kvc.bucket(`idem_${randomUUID().slice(0, 8)}`, { description: 'test', ttlMs: 60_000 });
+      let now = 1_000_000;
+      const a = createKvIdempotencyStore(kv, { retentionMs: 50_000, abandonAfterMs: 10_000, now: () => now });
+      const b = createKvIdempotencyStore(kv, { retentionMs: 50_000, abandonAfterMs: 10_000, now: () => now });
+      const racing = await Promise.all([a.claim('t', 'k', 'fp'), b.claim('t', 'k', 'fp')]);
+      expect(racing.map((r) => r.kind).sort()).toEqual(['claimed', 'in_flight']);
+      expect(await b.claim('t', 'k', 'other')).toEqual({ kind: 'mismatch' });
+      expect(await b.claim('u', 'k', 'fp')).toEqual({ kind: 'claimed' }); // keys are per tenant
+      await a.complete('t', 'k', 'fp', { status: 202, headers: { location: '/v1/tasks/1' }, body: '{}' });
+      expect(await b.claim('t', 'k', 'fp')).toEqual({ kind: 'replay', answer: { status: 202, headers: { location: '/v1/tasks/1' }, body: '{}' } });
+      expect(await a.claim('t', 'k2', 'fp')).toEqual({ kind: 'claimed' });
+      await a.release('t', 'k2');
+      expect(await b.claim('t', 'k2', 'fp')).toEqual({ kind: 'claimed' });
+      now += 11_000; // b died mid-request: its unanswered claim is abandoned
+      expect(await a.claim('t', 'k2', 'fp')).toEqual({ kind: 'claimed' });
+      now += 60_000; // past the retention: the key is free for a new request
+      expect(await b.claim('t', 'k', 'other')).toEqual({ kind: 'claimed' });
+    });
+
+    it('an existing bucket takes the configured TTL (the fencing relies on it)', async () => {
+      fresh();
+      const name = `leases_${randomUUID().slice(0, 8)}`;
+      await kvc.bucket(name, { description: 'test', ttlMs: 60_000 });
+      const kv = await kvc.bucket(name, { description: 'test', ttlMs: 1_500 });
+      expect((await kv.status()).ttl).toBe(1_500);
+    });
 
     it('a single member holds every partition and leads every role once joined', async () => {
       fresh();

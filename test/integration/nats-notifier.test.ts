@@ -14,7 +14,8 @@ import { createMemoryEventStore } from '../../src/adapters/memory/event-store.js
 import { createNatsBus } from '../../src/adapters/nats/bus.js';
 import { NATS_DEFINITIONS } from '../../src/adapters/nats/definitions.js';
 import { eventEnvelope } from '../../src/app/nodes/replay.js';
-import type { Notifier } from '../../src/app/notifications/notifier.js';
+import { createNotifier, type Notifier } from '../../src/app/notifications/notifier.js';
+import type { Ownership } from '../../src/app/cluster/ownership.js';
 import { eventSubject, type Bus, type Notification } from '../../src/ports/bus.js';
 import type { EventStore, StoredEvent } from '../../src/ports/event-store.js';
 import { envelope } from '../contract/bus.contract.js';
@@ -172,13 +173,16 @@ if (natsServerOrSkip('notifier over NATS')) {
     it('stores each event once when two publishers follow the same log (the duplicate window)', async () => {
       const store = sharedStore();
       h = await createHarness({ NATS_URL: server.url }, { store });
-      const second = await createHarness({ NATS_URL: server.url }, { store });
+      // A second publisher of the same log, as for a moment around a notifier lease hand-over (in
+      // cluster mode only the `notifier` leader publishes, so a second Ironclad would not).
+      const db = new Database(':memory:');
+      const other = createNotifier({ store, db, bus: await reader(), nodeOwner: () => 'default', log: pino({ level: 'silent' }) });
+      await other.start();
       try {
         const ids = [await h.enroll({ name: 'n-1' }), await h.enroll({ name: 'n-2' })];
         for (const id of ids) expect((await h.provision(id, 'manage')).statusCode).toBe(202);
         for (const id of ids) await h.driveUntil(id, 'manageable');
         const stored = await published();
-        const other = second.ic.internals['notifier'] as Notifier;
         await waitFor(() => other.position() === stored[stored.length - 1]!.position, WAIT);
         expect(notifier().stats().duplicates + other.stats().duplicates).toBeGreaterThan(0);
         const { got } = await subscribe(await reader(), 1);
@@ -186,7 +190,37 @@ if (natsServerOrSkip('notifier over NATS')) {
         expectExactlyTheLog(got, stored);
         expect(await (await reader()).lastEventSequence()).toBe(stored.length);
       } finally {
-        await second.close();
+        await other.stop();
+        db.close();
+      }
+    });
+
+    it('publishes only from the notifier leader; the next leader resumes without gaps or duplicates', async () => {
+      const store = sharedStore();
+      const a = await createHarness({ NATS_URL: server.url }, { store });
+      h = a;
+      const b = await createHarness({ NATS_URL: server.url }, { store });
+      const own = (x: Harness): Ownership => x.ic.internals['ownership'] as Ownership;
+      const notifierOf = (x: Harness): Notifier => x.ic.internals['notifier'] as Notifier;
+      try {
+        await waitFor(() => [a, b].filter((x) => own(x).isLeader('notifier')).length === 1, { ...WAIT, what: 'one notifier leader' });
+        const [leader, follower] = own(a).isLeader('notifier') ? [a, b] : [b, a];
+        for (const name of ['l-1', 'l-2']) await follower.enroll({ name }); // decided by the owner, published by the leader
+        let stored = await store.readAll();
+        await waitFor(() => notifierOf(leader).position() === stored[stored.length - 1]!.position, { ...WAIT, what: 'the leader published the log' });
+        expect(notifierOf(follower).stats().published).toBe(0);
+
+        await leader.close(); // releases its leases: the follower takes the role over
+        await waitFor(() => own(follower).isLeader('notifier'), { ...WAIT, what: 'the follower leads' });
+        await follower.enroll({ name: 'l-3' });
+        stored = await store.readAll();
+        await waitFor(() => notifierOf(follower).position() === stored[stored.length - 1]!.position, { ...WAIT, what: 'the new leader published the rest' });
+        expect(notifierOf(follower).stats()).toMatchObject({ published: 1, duplicates: 0 }); // only l-3's event: it resumed after the stream's newest
+        const { got } = await subscribe(await reader(), 1);
+        await waitFor(() => got.length >= stored.length, WAIT);
+        expectExactlyTheLog(got, stored);
+      } finally {
+        await b.close();
       }
     });
 

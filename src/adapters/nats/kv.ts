@@ -9,7 +9,7 @@
  * deleted) and `update(key, value, revision)`.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, JetStreamApiError, JetStreamApiCodes } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, JetStreamApiError, JetStreamApiCodes } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Logger } from '../../ports/logger.js';
 
@@ -49,7 +49,17 @@ export async function connectNatsKv(options: NatsKvOptions): Promise<NatsKv> {
   let closed = false;
   return {
     async bucket(name, o) {
-      return kvm.create(name, { description: o.description, ttl: o.ttlMs, history: o.history ?? 1, replicas, timeout: timeoutMs });
+      const kv = await kvm.create(name, { description: o.description, ttl: o.ttlMs, history: o.history ?? 1, replicas, timeout: timeoutMs });
+      // An existing bucket keeps its limits: bring its TTL in line, since the lease fencing relies on it.
+      const status = await kv.status();
+      if (status.ttl !== o.ttlMs) {
+        const jsm = await jetstreamManager(nc, { timeout: timeoutMs });
+        const ns = (ms: number): number => ms * 1_000_000;
+        // The duplicate window may not exceed max_age (the bucket's own default is min(ttl, 2 min)).
+        await jsm.streams.update(status.streamInfo.config.name, { max_age: ns(o.ttlMs), ...(o.ttlMs > 0 ? { duplicate_window: ns(Math.min(o.ttlMs, 120_000)) } : {}) });
+        options.log.warn({ bucket: name, from_ms: status.ttl, to_ms: o.ttlMs }, 'KV bucket TTL changed (every process must use the same value)');
+      }
+      return kv;
     },
     async close() {
       if (closed) return;

@@ -338,7 +338,8 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
       stopped = true;
       unwatch();
       clearTimeout(roundTimer);
-      await current;
+      // A round stuck on an unreachable server must not hold the shutdown: its KV calls time out anyway.
+      await Promise.race([current, new Promise((r) => setTimeout(r, ttlMs / 2).unref())]);
       const keys = [...held.keys()];
       await Promise.all(keys.map((k) => release(k)));
       clearInterval(fenceTimer);

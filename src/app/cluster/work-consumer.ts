@@ -1,8 +1,9 @@
 /**
  * The worker side of the work plane in NATS mode: every process joins the shared `workers`
  * consumer of IRONCLAD_WORK and runs the orders it is handed with the same code as the
- * in-process conductor (`runOrder`), reporting each outcome as an ordinary command (routed to the
- * entity's owner by the node service).
+ * in-process conductor (`runOrder`; a stack's resource action with the stack conductor's
+ * `outcomeOf`), reporting each outcome as an ordinary command (routed to the entity's owner by the
+ * node and stack services).
  *
  * Settlement (at-least-once, idempotent):
  * - the order is judged against this process's read models once they reached the order's
@@ -124,9 +125,9 @@ export function createWorkConsumer(deps: WorkConsumerDeps) {
     const heartbeat = setInterval(() => d.working(), deps.heartbeatMs);
     try {
       if (!isPendingAction(await stacks.stateAt(m.stack.id, m.position), m.order.action_id)) {
+        await d.ack();
         skipped++;
         log.debug(fields, 'stack work order no longer pending; acked without running');
-        await d.ack();
         return;
       }
       log.info(fields, 'work order running');
@@ -169,9 +170,9 @@ export function createWorkConsumer(deps: WorkConsumerDeps) {
     try {
       const state = await deps.stateAt(order.node_id, order.position);
       if (!isCurrent(state, order)) {
+        await d.ack();
         skipped++;
         log.debug(fields, 'work order no longer current; acked without running');
-        await d.ack();
         return;
       }
       log.info(fields, 'work order running');

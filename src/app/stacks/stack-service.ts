@@ -15,7 +15,8 @@ import { canAct, canSee, SYSTEM, type Principal } from '../../domain/principal.j
 import { applyTaskEvent, type TaskRecord } from '../../domain/tasks.js';
 import type { Clock, Ids } from '../../ports/clock.js';
 import type { ActorRuntime } from '../../runtime/actor-runtime.js';
-import type { NameClaims } from '../read-models/name-claims.js';
+import type { CommandRouter } from '../cluster/command-router.js';
+import type { NameClaimsPort } from '../nodes/node-service.js';
 import type { StacksReadModel } from '../read-models/stacks.js';
 import type { RequestMeta } from '../nodes/node-service.js';
 
@@ -34,7 +35,9 @@ export interface StackServiceDeps {
   ids: Ids;
   config: StackDecideConfig;
   /** Name claims scoped to stacks (`createNameClaims(db, 'stack')`). */
-  names: NameClaims;
+  names: NameClaimsPort;
+  /** Cluster mode: commands go to the owner of the stack's partition instead of the local actor. */
+  router?: CommandRouter;
 }
 
 export interface CreateStackInput {
@@ -62,7 +65,7 @@ export function createStackService(deps: StackServiceDeps) {
    * Decides one command on the stack's actor: the single entry point (a bus can route it to the
    * process that owns the stack later). `principal` SYSTEM skips the tenancy check.
    */
-  async function send(principal: Principal, id: string, command: StackCommand, meta: RequestMeta): Promise<StackCommandOutcome> {
+  async function decideLocally(principal: Principal, id: string, command: StackCommand, meta: RequestMeta): Promise<StackCommandOutcome> {
     const ctx: StackDecideContext = {
       now: clock.now(), newId: () => ids.next(), principal: principal.id, idempotency_key: meta.idempotency_key, config,
     };
@@ -76,7 +79,7 @@ export function createStackService(deps: StackServiceDeps) {
       return { events: d.events as { type: string; data: Record<string, unknown> }[], value: d.result, state: d.state };
     }, {
       principal: principal.id, request_id: meta.request_id, correlation_id: meta.correlation_id ?? meta.request_id,
-      causation_id: meta.causation_id ?? null,
+      causation_id: meta.causation_id ?? null, ...(meta.command_id ? { command_id: meta.command_id } : {}),
     });
     const taskId = res.value.task_id;
     let task: TaskRecord | null = null;
@@ -87,6 +90,9 @@ export function createStackService(deps: StackServiceDeps) {
     }
     return { state: res.state, task, coalesced: res.value.coalesced, ignored: res.value.ignored, position: res.position };
   }
+
+  const send = (principal: Principal, id: string, command: StackCommand, meta: RequestMeta): Promise<StackCommandOutcome> =>
+    deps.router ? deps.router.send<StackCommand, StackCommandOutcome>('stack', principal, id, command, meta) : decideLocally(principal, id, command, meta);
 
   /**
    * A stack the principal may see, by id (the actor: authoritative, usable right after the 202)
@@ -119,6 +125,7 @@ export function createStackService(deps: StackServiceDeps) {
 
   return {
     send,
+    decideLocally,
     resolve,
     async create(principal: Principal, input: CreateStackInput, meta: RequestMeta): Promise<StackCommandOutcome> {
       requireActor(principal);
