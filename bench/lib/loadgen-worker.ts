@@ -63,9 +63,10 @@ async function warm(pool: Pool, n: number): Promise<void> {
 }
 
 async function runOpen(spec: OpenRun): Promise<OpenResult> {
-  const pool = new Pool(spec.baseUrl, { connections: spec.connections, pipelining: 1, keepAliveTimeout: 120_000, headersTimeout: 120_000, bodyTimeout: 120_000 });
+  const pools = [spec.baseUrl, ...(spec.extraBaseUrls ?? [])].map((url) =>
+    new Pool(url, { connections: spec.connections, pipelining: 1, keepAliveTimeout: 120_000, headersTimeout: 120_000, bodyTimeout: 120_000 }));
   const lagPool = spec.lag ? new Pool(spec.baseUrl, { connections: 32, pipelining: 1, keepAliveTimeout: 120_000 }) : null;
-  await warm(pool, spec.connections);
+  for (const p of pools) await warm(p, spec.connections);
   if (lagPool) await warm(lagPool, 32);
   const rand = rng(spec.seed ?? 1);
   const pick = chooser(spec.nodes.length, spec.dist, spec.zipfS ?? 0.99, rand);
@@ -114,7 +115,7 @@ async function runOpen(spec: OpenRun): Promise<OpenResult> {
       if (!slot) timeline.set(sec, (slot = { sent: 0, accepted: 0, lat: [] }));
       slot.sent++;
       outstanding++;
-      pool.request({
+      pools[i % pools.length]!.request({
         method: 'PUT', path: `/v1/nodes/${id}/states/power`,
         headers: { 'content-type': 'application/json', 'x-request-id': `${spec.tag}-${pi}-${i}` },
         body: toggles[k] ? '{"target":"power on","on_busy":"queue"}' : '{"target":"power off","on_busy":"queue"}',
@@ -177,7 +178,7 @@ async function runOpen(spec: OpenRun): Promise<OpenResult> {
     }
   }
   const gen = genStats(wall0, cpu0, late);
-  await Promise.all([pool.destroy(), lagPool?.destroy()]);
+  await Promise.all([...pools.map((p) => p.destroy()), lagPool?.destroy()]);
   return { mode: 'open', phases: results, ...(lagPool ? { lag: summarize(lagHist), lagErrors } : {}), gen };
 }
 

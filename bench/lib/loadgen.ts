@@ -28,6 +28,8 @@ export interface OpenRun {
   connections: number;
   /** x-request-id prefix: the server records it as each event's request_id (accepted = appended check). */
   tag: string;
+  /** More processes of the same fleet (the cluster): requests go round-robin over baseUrl and these. */
+  extraBaseUrls?: string[];
   /** Follow each 202 with GET /v1/nodes/{id} + Ironclad-Position: the projection lag. */
   lag?: boolean;
   seed?: number;

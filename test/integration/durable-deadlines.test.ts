@@ -17,7 +17,11 @@ describe('durable deadlines across a restart (embedded SQLite)', () => {
     await h!.provision(id, 'provide');
     await h!.driveUntil(id, 'available');
     const r = await h!.provision(id, 'deploy');
-    for (let i = 0; i < 50 && (await h!.node(id)).provision_state !== 'wait call-back'; i++) h!.clock.advance(10);
+    // Each turn yields once (appends are group-committed on the next turn of the event loop).
+    for (let i = 0; i < 50 && (await h!.node(id)).provision_state !== 'wait call-back'; i++) {
+      h!.clock.advance(10);
+      await new Promise((r) => setImmediate(r));
+    }
     const hist = (await h!.req({ method: 'GET', url: `/v1/nodes/${id}/history?limit=1000` })).json().items;
     const waiting = hist.find((e: any) => e.type === 'OperationWaiting');
     expect(waiting).toBeTruthy();
