@@ -4,36 +4,23 @@
  * state right after the append, so they never depend on read-model lag.
  */
 import type { NodeEnrolledData } from '../../../machines/node/node.events.js';
-import type { DecideContext, DecideResult, NodeCommand, NodeDecideConfig } from '../../domain/node/commands.js';
+import type { DecideContext, NodeCommand, NodeDecideConfig } from '../../domain/node/commands.js';
 import { decideNode } from '../../domain/node/decide.js';
 import type { NodeState } from '../../domain/node/state.js';
 import { errors } from '../../domain/errors.js';
 import { canAct, canSee, SYSTEM, type Principal } from '../../domain/principal.js';
 import { sealSecrets } from '../../domain/secrets.js';
-import { applyTaskEvent, type TaskRecord } from '../../domain/tasks.js';
 import type { Clock, Ids } from '../../ports/clock.js';
 import type { SecretBox } from '../../ports/secrets.js';
-import type { ActorRuntime } from '../../runtime/actor-runtime.js';
+import type { ActorRuntime, PendingEvent } from '../../runtime/actor-runtime.js';
+import { decideOnActor, type ActorCommandOutcome, type RequestMeta } from '../actor-command.js';
 import type { NodesReadModel } from '../read-models/nodes.js';
 import type { NameClaims } from '../read-models/name-claims.js';
 import type { CommandRouter } from '../cluster/command-router.js';
 
-export interface RequestMeta {
-  request_id: string | null;
-  idempotency_key: string | null;
-  correlation_id?: string | null;
-  causation_id?: string | null;
-  /** Cluster mode: the command's bus message id, kept in the events' metadata (src/app/cluster/actor-host.ts). */
-  command_id?: string | null;
-}
+export type { RequestMeta } from '../actor-command.js';
 
-export interface CommandOutcome {
-  state: NodeState;
-  task: TaskRecord | null;
-  coalesced: boolean;
-  ignored: boolean;
-  position: string | null;
-}
+export type CommandOutcome = ActorCommandOutcome<NodeState>;
 
 export interface NodeServiceDeps {
   runtime: ActorRuntime<NodeState>;
@@ -66,25 +53,13 @@ export function createNodeService(deps: NodeServiceDeps) {
     const ctx: DecideContext = {
       now: clock.now(), newId: () => ids.next(), principal: principal.id, idempotency_key: meta.idempotency_key, config,
     };
-    let before: NodeState | null = null;
-    const res = await runtime.execute<DecideResult>(id, (state) => {
-      before = state;
+    return decideOnActor(runtime, 'node', id, principal, meta, (state) => {
       if (command.type !== 'Enroll' && principal !== SYSTEM && (!state.exists || state.deleted || !canSee(principal, state.owner))) {
         throw errors.notFound('Node', id);
       }
       const d = decideNode(command, state, ctx);
-      return { events: d.events as { type: string; data: Record<string, unknown> }[], value: d.result, state: d.state };
-    }, {
-      principal: principal.id, request_id: meta.request_id, correlation_id: meta.correlation_id ?? meta.request_id,
-      causation_id: meta.causation_id ?? null, ...(meta.command_id ? { command_id: meta.command_id } : {}),
+      return { events: d.events as PendingEvent[], result: d.result, state: d.state };
     });
-    const taskId = res.value.task_id;
-    let task: TaskRecord | null = null;
-    if (taskId) {
-      task = (before as NodeState | null)?.tasks[taskId] ?? null;
-      for (const e of res.appended) if (e.data['task_id'] === taskId) task = applyTaskEvent(task, e, { resource_type: 'node', resource_id: id, owner: res.state.owner });
-    }
-    return { state: res.state, task, coalesced: res.value.coalesced, ignored: res.value.ignored, position: res.position };
   }
 
   const send = (principal: Principal, id: string, command: NodeCommand, meta: RequestMeta): Promise<CommandOutcome> =>

@@ -6,27 +6,20 @@
  * 403 on commands, only an admin may set `owner`. Stack names are unique per owner among the
  * stacks that are not deleted (a deleted stack's name is released once its delete completed).
  */
-import type { StackCommand, StackDecideConfig, StackDecideContext, StackDecideResult } from '../../domain/stack/commands.js';
+import type { StackCommand, StackDecideConfig, StackDecideContext } from '../../domain/stack/commands.js';
 import { decideStack } from '../../domain/stack/decide.js';
 import type { StackState } from '../../domain/stack/state.js';
 import type { Template } from '../../domain/stack/template.js';
 import { errors } from '../../domain/errors.js';
 import { canAct, canSee, SYSTEM, type Principal } from '../../domain/principal.js';
-import { applyTaskEvent, type TaskRecord } from '../../domain/tasks.js';
 import type { Clock, Ids } from '../../ports/clock.js';
-import type { ActorRuntime } from '../../runtime/actor-runtime.js';
+import type { ActorRuntime, PendingEvent } from '../../runtime/actor-runtime.js';
 import type { CommandRouter } from '../cluster/command-router.js';
 import type { NameClaimsPort } from '../nodes/node-service.js';
 import type { StacksReadModel } from '../read-models/stacks.js';
-import type { RequestMeta } from '../nodes/node-service.js';
+import { decideOnActor, type ActorCommandOutcome, type RequestMeta } from '../actor-command.js';
 
-export interface StackCommandOutcome {
-  state: StackState;
-  task: TaskRecord | null;
-  coalesced: boolean;
-  ignored: boolean;
-  position: string | null;
-}
+export type StackCommandOutcome = ActorCommandOutcome<StackState>;
 
 export interface StackServiceDeps {
   runtime: ActorRuntime<StackState>;
@@ -69,26 +62,13 @@ export function createStackService(deps: StackServiceDeps) {
     const ctx: StackDecideContext = {
       now: clock.now(), newId: () => ids.next(), principal: principal.id, idempotency_key: meta.idempotency_key, config,
     };
-    let before: StackState | null = null;
-    const res = await runtime.execute<StackDecideResult>(id, (state) => {
-      before = state;
+    return decideOnActor(runtime, 'stack', id, principal, meta, (state) => {
       if (command.type !== 'Create' && principal !== SYSTEM && (!state.exists || !canSee(principal, state.owner))) {
         throw errors.notFound('Stack', id);
       }
       const d = decideStack(command, state, ctx);
-      return { events: d.events as { type: string; data: Record<string, unknown> }[], value: d.result, state: d.state };
-    }, {
-      principal: principal.id, request_id: meta.request_id, correlation_id: meta.correlation_id ?? meta.request_id,
-      causation_id: meta.causation_id ?? null, ...(meta.command_id ? { command_id: meta.command_id } : {}),
+      return { events: d.events as PendingEvent[], result: d.result, state: d.state };
     });
-    const taskId = res.value.task_id;
-    let task: TaskRecord | null = null;
-    if (taskId) {
-      task = (before as StackState | null)?.tasks[taskId] ?? null;
-      const entity = { resource_type: 'stack' as const, resource_id: id, owner: res.state.owner };
-      for (const e of res.appended) if (e.data['task_id'] === taskId) task = applyTaskEvent(task, e, entity);
-    }
-    return { state: res.state, task, coalesced: res.value.coalesced, ignored: res.value.ignored, position: res.position };
   }
 
   const send = (principal: Principal, id: string, command: StackCommand, meta: RequestMeta): Promise<StackCommandOutcome> =>
