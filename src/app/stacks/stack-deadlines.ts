@@ -8,40 +8,18 @@
 import type { Clock } from '../../ports/clock.js';
 import type { StackState } from '../../domain/stack/state.js';
 import { pendingDeadline } from '../../domain/stack/work.js';
+import { createDurableTimers } from '../work/durable-timers.js';
 
 export function createStackDeadlines(deps: { clock: Clock; expire: (stackId: string, traversalId: string, deadlineAt: string) => void }) {
-  const armed = new Map<string, { key: string; cancel: () => void }>();
-  let stopped = false;
-
-  function reconcile(s: StackState): void {
-    const d = pendingDeadline(s);
-    const key = d ? `${d.traversal_id}@${d.deadline_at}` : null;
-    const current = armed.get(s.id);
-    if (current?.key === key) return;
-    current?.cancel();
-    armed.delete(s.id);
-    if (!d || !key || stopped) return;
-    const fire = (): void => {
-      armed.delete(s.id);
-      deps.expire(s.id, d.traversal_id, d.deadline_at);
-    };
-    const due = Date.parse(d.deadline_at) - deps.clock.now();
-    if (due <= 0) {
-      armed.set(s.id, { key, cancel: () => undefined });
-      queueMicrotask(fire);
-      return;
-    }
-    armed.set(s.id, { key, cancel: deps.clock.setTimeout(fire, due) });
-  }
-
+  const timers = createDurableTimers(deps.clock);
   return {
-    reconcile,
-    armedCount: () => armed.size,
-    stop(): void {
-      stopped = true;
-      for (const a of armed.values()) a.cancel();
-      armed.clear();
+    reconcile(s: StackState): void {
+      const d = pendingDeadline(s);
+      timers.set(s.id, d && { key: `${d.traversal_id}@${d.deadline_at}`, at: d.deadline_at, fire: () => deps.expire(s.id, d.traversal_id, d.deadline_at) });
     },
+    armedCount: timers.armedCount,
+    forget: timers.forget,
+    stop: timers.stop,
   };
 }
 

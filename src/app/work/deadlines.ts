@@ -6,47 +6,21 @@
  */
 import type { Clock } from '../../ports/clock.js';
 import type { NodeState } from '../../domain/node/state.js';
+import { createDurableTimers } from './durable-timers.js';
 
 export function createDeadlineScheduler(deps: { clock: Clock; expire: (nodeId: string, opId: string, deadlineAt: string) => void }) {
-  const armed = new Map<string, { key: string; cancel: () => void }>();
-  let stopped = false;
-
-  function reconcile(s: NodeState): void {
-    const op = s.op;
-    const key = op?.deadline_at ? `${op.op_id}@${op.deadline_at}` : null;
-    const current = armed.get(s.id);
-    if (current?.key === key) return;
-    current?.cancel();
-    armed.delete(s.id);
-    if (!op || !op.deadline_at || !key || s.deleted || stopped) return;
-    const due = Date.parse(op.deadline_at) - deps.clock.now();
-    const { op_id, deadline_at } = op;
-    const fire = (): void => {
-      armed.delete(s.id);
-      deps.expire(s.id, op_id, deadline_at);
-    };
-    if (due <= 0) {
-      // Already past (e.g. it expired while the process was down): expire now, not on the next tick of the clock.
-      armed.set(s.id, { key, cancel: () => undefined });
-      queueMicrotask(fire);
-      return;
-    }
-    armed.set(s.id, { key, cancel: deps.clock.setTimeout(fire, due) });
-  }
-
+  const timers = createDurableTimers(deps.clock);
   return {
-    reconcile,
-    armedCount: () => armed.size,
+    reconcile(s: NodeState): void {
+      const op = s.op;
+      if (!op?.deadline_at || s.deleted) return timers.set(s.id, null);
+      const { op_id, deadline_at } = op;
+      timers.set(s.id, { key: `${op_id}@${deadline_at}`, at: deadline_at, fire: () => deps.expire(s.id, op_id, deadline_at) });
+    },
+    armedCount: timers.armedCount,
     /** Cancels the node's timer, if any (its partition moved to another process). */
-    forget(nodeId: string): void {
-      armed.get(nodeId)?.cancel();
-      armed.delete(nodeId);
-    },
-    stop(): void {
-      stopped = true;
-      for (const a of armed.values()) a.cancel();
-      armed.clear();
-    },
+    forget: timers.forget,
+    stop: timers.stop,
   };
 }
 
