@@ -24,7 +24,7 @@ const ConfigSchema = z.object({
   KURRENTDB_URL: z.string().optional(),
   IRONCLAD_TOKENS: z.string().optional(),
   IRONCLAD_TOKEN_FILE: z.string().optional(),
-  IRONCLAD_WEBHOOK_SECRET: z.string().optional(),
+  IRONCLAD_WEBHOOK_SECRET: z.string().min(1, 'must not be empty (callbacks are signed with it)').optional(),
   IRONCLAD_WEBHOOK_SECRETS: z.string().optional(),
   IRONCLAD_CALLBACK_ALLOW: z.string().optional(),
   IRONCLAD_CALLBACK_MAX_ATTEMPTS: int(7, 1),

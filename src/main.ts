@@ -207,7 +207,9 @@ export async function createIronclad(opts: IroncladOptions): Promise<Ironclad> {
   const webhookKeyFile = join(config.IRONCLAD_DATA_DIR, 'webhook.key');
   const defaultWebhookSecret = config.IRONCLAD_WEBHOOK_SECRET ?? loadSecretKey(undefined, webhookKeyFile).toString('hex');
   if (!config.IRONCLAD_WEBHOOK_SECRET && !config.IRONCLAD_WEBHOOK_SECRETS) {
-    logger.warn({ file: webhookKeyFile }, 'no IRONCLAD_WEBHOOK_SECRET(S): callbacks are signed with a generated secret kept in the data directory');
+    logger.warn({ file: webhookKeyFile }, config.NATS_URL
+      ? 'no IRONCLAD_WEBHOOK_SECRET(S): callbacks are signed with a secret generated into THIS data directory, so each process of the cluster signs with a different one; set IRONCLAD_WEBHOOK_SECRET to the same value everywhere'
+      : 'no IRONCLAD_WEBHOOK_SECRET(S): callbacks are signed with a generated secret kept in the data directory');
   }
   const callbacks = createCallbackDispatcher({
     clock, log: logger, allow: callbackAllow, secretFor: webhookSecrets(config.IRONCLAD_WEBHOOK_SECRETS, defaultWebhookSecret),
