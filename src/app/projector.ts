@@ -112,40 +112,17 @@ export function createProjector(deps: { store: EventStore; db: Database.Database
     }
   }
 
-  /**
-   * For a rebuild from scratch: drops the read-model tables' secondary (non-unique) indexes and
-   * returns what creates them again, so the rebuild inserts rows without a B-tree insert per index
-   * and the indexes are built once, sorted, at the end. Unique indexes stay (they are constraints).
-   * After a crash in between, the next start's schema step creates them again (IF NOT EXISTS).
-   */
-  function suspendIndexes(): () => void {
-    const found = db.prepare(`SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
-      AND sql NOT LIKE 'CREATE UNIQUE%' AND tbl_name LIKE 'rm!_%' ESCAPE '!'`).all() as { name: string; sql: string }[];
-    for (const i of found) db.exec(`DROP INDEX "${i.name.replace(/"/g, '""')}"`);
-    return () => {
-      for (const i of found) db.exec(i.sql);
-    };
-  }
-
   return {
     /** Starts following the log; resolves once the read models reached the head seen at start. */
     async start(): Promise<void> {
-      const rebuild = position === null;
-      if (rebuild) {
+      if (position === null) {
         clearReadModels(db);
         nodes.clearCache();
         stacks?.clearCache();
         tasks.resetSeq();
       }
       const head = await store.headPosition();
-      if (head !== null && rebuild) {
-        const restore = suspendIndexes();
-        try {
-          await catchUp(head);
-        } finally {
-          restore();
-        }
-      } else if (head !== null) await catchUp(head);
+      if (head !== null) await catchUp(head);
       subscription = store.subscribeAll(position, handle);
       if (head !== null) await this.waitFor(head, 24 * 3600_000);
     },
