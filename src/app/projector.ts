@@ -3,6 +3,8 @@
  * the new checkpoint commit in one SQLite transaction, so a crash never applies an event twice
  * or skips one. With no checkpoint the read models are rebuilt from the start of the log.
  * After each commit, listeners (work dispatcher, timers, long-poll, read-your-writes) are told.
+ * Events this process's actors appended come with the actor's state after them (folded-states.ts):
+ * the projector takes that state instead of folding the event a second time.
  */
 import type Database from 'better-sqlite3';
 import type { NodeState } from '../domain/node/state.js';
@@ -10,6 +12,7 @@ import type { StackState } from '../domain/stack/state.js';
 import type { TaskRecord } from '../domain/tasks.js';
 import { comparePositions, type EventStore, type StoredEvent, type Subscription } from '../ports/event-store.js';
 import type { Logger } from '../ports/logger.js';
+import { foldedAfter } from '../runtime/folded-states.js';
 import { clearReadModels } from './read-models/schema.js';
 import type { NodesReadModel } from './read-models/nodes.js';
 import type { StacksReadModel } from './read-models/stacks.js';
@@ -53,12 +56,13 @@ export function createProjector(deps: { store: EventStore; db: Database.Database
     for (const e of events) {
       const entity = entityOf(e.stream);
       if (entity.type === 'node') {
-        const state = nodes.fold(e, entity.id);
+        const prev = nodes.get(entity.id);
+        const state = nodes.fold(e, entity.id, foldedAfter<NodeState>(e), prev);
         changedNodes.set(entity.id, state);
-        const t = tasks.fold(e, { resource_type: 'node', resource_id: entity.id, owner: state.owner }, taskRows);
+        const t = tasks.fold(e, { resource_type: 'node', resource_id: entity.id, owner: state.owner }, taskRows, prev?.tasks);
         if (t) changedTasks.set(t.id, t);
       } else if (entity.type === 'stack' && stacks) {
-        const state = stacks.fold(e, entity.id);
+        const state = stacks.fold(e, entity.id, foldedAfter<StackState>(e));
         changedStacks.set(entity.id, state);
         const t = tasks.fold(e, { resource_type: 'stack', resource_id: entity.id, owner: state.owner }, taskRows);
         if (t) changedTasks.set(t.id, t);
@@ -75,7 +79,17 @@ export function createProjector(deps: { store: EventStore; db: Database.Database
 
   function handle(events: StoredEvent[]): void {
     if (events.length === 0) return;
-    const batch = applyBatch(events);
+    let batch: ProjectedBatch;
+    try {
+      batch = applyBatch(events);
+    } catch (err) {
+      // Rolled back: the states folded (and rows written) for this batch are not in the tables.
+      // Forget them, so the retry folds from the committed rows again.
+      nodes.clearCache();
+      stacks?.clearCache();
+      tasks.resetSeq();
+      throw err;
+    }
     position = batch.position;
     eventsApplied += events.length;
     for (const l of listeners) {

@@ -8,6 +8,7 @@ import { ConcurrencyError, IroncladError } from '../domain/errors.js';
 import type { Clock, Ids } from '../ports/clock.js';
 import type { EventStore, NewEvent, StoredEvent } from '../ports/event-store.js';
 import type { SnapshotStore } from '../ports/snapshot-store.js';
+import { handOverFolded } from './folded-states.js';
 
 export interface EntityModel<S> {
   entityType: 'node' | 'stack';
@@ -146,7 +147,10 @@ export function createActorRuntime<S>(opts: ActorRuntimeOptions<S>): ActorRuntim
       try {
         const res = await store.append(stream, newEvents, current.revision < 0 ? 'no_stream' : current.revision, new Date(clock.now()).toISOString());
         let state = current.state;
-        for (const e of res.events) state = model.evolve(state, e);
+        for (const e of res.events) {
+          state = model.evolve(state, e);
+          handOverFolded(e, state); // the in-process projector takes it instead of folding again
+        }
         const next: Cached<S> = { state, revision: res.revision, snapshotRevision: current.snapshotRevision, lastUsed: clock.now() };
         if (!opts.cacheable || opts.cacheable(id)) cache.set(id, next);
         if (res.revision - next.snapshotRevision >= snapshotEvery) {

@@ -5,14 +5,17 @@
  * - Commands: published to IRONCLAD_CMD (work-queue retention) with Nats-Msg-Id; a durable pull
  *   consumer per served pattern hands each command to one server, which decides, stores its reply
  *   on IRONCLAD_REPLIES (`ironclad.reply.<msg id>`, last one per subject) and only then acks. The
- *   requester listens on that reply subject before publishing; when the publish is a duplicate it
- *   reads the stored reply, so a retry after a timeout returns the first outcome, never a second.
+ *   command carries `Ironclad-Reply-To`, a subject under this connection's one reply inbox (one
+ *   subscription for all requests, not one per request): the server sends the stored reply there
+ *   too. When the publish is a duplicate (a retry) the requester follows the stored reply subject
+ *   instead, so a retry after a timeout returns the first outcome, never a second; a direct reply
+ *   that never came (the server died after storing it) is read from the store before timing out.
  * - Work: IRONCLAD_WORK (work-queue) and the shared durable consumer `workers`; explicit ack,
  *   working(), nak(delay), term; unsettled deliveries come back after ack_wait.
  * - Notifications: IRONCLAD_EVENTS (limits retention, duplicate window), see ./events.ts.
  * Streams and consumers come from deploy/nats/*.json and are set up idempotently at start.
  */
-import { connect, TimeoutError, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import {
   assertCommandSubject, BusTimeoutError, replySubject, settlementFor, workSubject,
@@ -23,6 +26,7 @@ import type { Logger } from '../../ports/logger.js';
 import { resolveDefinitions, type NatsTuning, type ResolvedDefinitions } from './definitions.js';
 import { publishEvent, subscribeEvents } from './events.js';
 import { startPullLoop } from './pull-loop.js';
+import { ackConfirmed, createReplyInbox, publishStored, within } from './reply-inbox.js';
 import { ensureConsumer, ensureStream } from './setup.js';
 
 export interface NatsBusOptions {
@@ -42,6 +46,9 @@ export interface NatsBusOptions {
 
 export class BusSetupError extends Error {}
 
+/** Header of a command: where its server sends the reply (besides storing it). */
+export const REPLY_TO_HEADER = 'Ironclad-Reply-To';
+
 export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
   const { log } = options;
   const apiTimeoutMs = options.apiTimeoutMs ?? 5_000;
@@ -50,6 +57,8 @@ export async function createNatsBus(options: NatsBusOptions): Promise<Bus> {
     name: options.name ?? 'ironclad',
     maxReconnectAttempts: -1,
     timeout: apiTimeoutMs,
+    // No Error (with its stack) built for every request and publish ack: it was ~14 % of the CPU.
+    noAsyncTraces: true,
   }).catch((err: unknown) => {
     throw new BusSetupError(`cannot connect to NATS at ${options.servers}: ${(err as Error).message}`, { cause: err });
   });
@@ -101,39 +110,76 @@ function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
   const ensuredCommandConsumers = new Map<string, Promise<unknown>>();
   const termTakesReason = serverAtLeast(nc.info?.version, 2, 11);
 
+  /** One wildcard subscription receives the publish acks and the direct replies of this connection. */
+  const inbox = createReplyInbox(nc);
+  const publishAcked = (subject: string, body: string, o: { msgId?: string; headers?: MsgHdrs } = {}) =>
+    publishStored(nc, inbox, subject, body, { ...o, timeoutMs: apiTimeoutMs });
+  /** The reply stored for a command, or null (none yet, or the store did not answer within `ms`). */
+  const storedReply = async (rs: string, ms: number): Promise<CommandReply | null> => {
+    const stored = await within(jsm.streams.getMessage(defs.streams.replies.name, { last_by_subj: rs }).catch(() => null), ms);
+    return stored ? stored.json<CommandReply>() : null;
+  };
+
   async function request(subject: string, payload: unknown, opts: RequestOptions): Promise<CommandReply> {
     assertCommandSubject(subject);
     const deadline = Date.now() + opts.timeoutMs;
     const left = (): number => Math.max(1, deadline - Date.now());
     const rs = replySubject(opts.msgId);
-    // Subscribe before publishing: the reply cannot be published before the command is stored.
+    // Expected before publishing: the reply cannot be sent before the command is stored.
+    const direct = inbox.expect();
+    try {
+      const h = headers();
+      h.set(REPLY_TO_HEADER, direct.subject);
+      let ack;
+      try {
+        ack = await publishStored(nc, inbox, subject, JSON.stringify(payload ?? null), { msgId: opts.msgId, headers: h, timeoutMs: left() });
+      } catch (err) {
+        if (err instanceof TimeoutError || Date.now() >= deadline) throw new BusTimeoutError(subject, opts.msgId, opts.timeoutMs, { cause: err });
+        throw err;
+      }
+      // A duplicate (a retry): the first publisher's inbox gets the direct reply; follow the stored one.
+      if (ack.duplicate) return await followStoredReply(subject, rs, opts, left);
+      const m = await within(direct.reply, left());
+      if (m) return m.json<CommandReply>();
+      // Stored but not sent (the server died in between), or sent while this connection was down.
+      const stored = await storedReply(rs, Math.min(1_000, apiTimeoutMs));
+      if (stored) return stored;
+      throw new BusTimeoutError(subject, opts.msgId, opts.timeoutMs);
+    } finally {
+      direct.cancel();
+    }
+  }
+
+  /** A duplicate publish (a retry): the stored reply, or the one still to be stored, until the deadline. */
+  async function followStoredReply(subject: string, rs: string, opts: RequestOptions, left: () => number): Promise<CommandReply> {
+    // Subscribe before reading the store: a reply stored in between is either read or received.
     const sub = nc.subscribe(rs, { max: 1 });
-    let timer: NodeJS.Timeout | undefined;
     const first = (async (): Promise<Msg | null> => {
       for await (const m of sub) return m;
       return null;
     })();
     try {
-      let ack;
-      try {
-        ack = await js.publish(subject, JSON.stringify(payload ?? null), { msgID: opts.msgId, timeout: left() });
-      } catch (err) {
-        if (err instanceof TimeoutError || Date.now() >= deadline) throw new BusTimeoutError(subject, opts.msgId, opts.timeoutMs, { cause: err });
-        throw err;
-      }
-      if (ack.duplicate) {
-        const stored = await jsm.streams.getMessage(defs.streams.replies.name, { last_by_subj: rs }).catch(() => null);
-        if (stored) return stored.json<CommandReply>();
-      }
-      const timedOut = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), left())));
-      const m = await Promise.race([first, timedOut]);
-      if (!m) throw new BusTimeoutError(subject, opts.msgId, opts.timeoutMs);
-      return m.json<CommandReply>();
+      const stored = await storedReply(rs, left());
+      if (stored) return stored;
+      const m = await within(first, left());
+      if (m) return m.json<CommandReply>();
+      const late = await storedReply(rs, Math.min(1_000, apiTimeoutMs));
+      if (late) return late;
+      throw new BusTimeoutError(subject, opts.msgId, opts.timeoutMs);
     } finally {
-      clearTimeout(timer);
       sub.unsubscribe();
     }
   }
+
+  /** The stored reply, sent to the requester's inbox too (best effort: the requester can read the store). */
+  const sendDirect = (to: string | undefined, body: string): void => {
+    if (!to) return; // a requester of an earlier version listens on the reply subject itself
+    try {
+      nc.publish(to, body);
+    } catch (err) {
+      log.warn({ err, reply_to: to }, 'cannot send a command reply to its requester (it reads the stored reply)');
+    }
+  };
 
   async function serveCommands(pattern: string, handler: CommandHandler): Promise<BusSubscription> {
     const def = defs.commandConsumer(pattern);
@@ -146,24 +192,39 @@ function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
     await ensured;
     const consumer = await js.consumers.get(defs.streams.commands.name, def.durable_name);
     const heartbeatMs = Math.max(100, Math.floor((def.ack_wait ?? 30e9) / 1e6 / 3));
+    // One timer for every command being handled (not one per command): working() for those
+    // that have been running for a heartbeat interval or more.
+    const handling = new Map<JsMsg, number>();
+    const heartbeat = setInterval(() => {
+      const due = Date.now() - heartbeatMs;
+      for (const [m, since] of handling) if (since <= due) m.working();
+    }, heartbeatMs);
+    heartbeat.unref();
     const loop = startPullLoop(consumer, options.commandConcurrency ?? 32, async (m: JsMsg) => {
       const msgId = m.headers?.get('Nats-Msg-Id') ?? String(m.seq);
-      const heartbeat = setInterval(() => m.working(), heartbeatMs);
+      handling.set(m, Date.now());
       try {
         const reply = await handler({ subject: m.subject, msgId, payload: m.json<unknown>(), deliveryCount: m.info.deliveryCount });
         // The reply is stored before the command is acked: a crash in between redelivers the
         // command (handlers are idempotent per msgId), never loses its outcome.
-        await js.publish(replySubject(msgId), JSON.stringify(reply), { timeout: apiTimeoutMs });
+        const body = JSON.stringify(reply);
+        await publishAcked(replySubject(msgId), body);
+        sendDirect(m.headers?.get(REPLY_TO_HEADER), body);
         m.ack();
       } catch (err) {
         const s = settlementFor(err, m.info.deliveryCount);
         m.nak(s.action === 'nak' ? s.delayMs : 0);
         log.warn({ err, subject: m.subject, msg_id: msgId }, 'command handler failed; the command will be redelivered');
       } finally {
-        clearInterval(heartbeat);
+        handling.delete(m);
       }
     }, log, `commands ${pattern}`);
-    return track({ close: () => loop.close() });
+    return track({
+      async close() {
+        await loop.close();
+        clearInterval(heartbeat);
+      },
+    });
   }
 
   async function consumeWork(handler: WorkHandler, opts: ConsumeWorkOptions = {}): Promise<BusSubscription> {
@@ -183,7 +244,9 @@ function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
         async ack() {
           if (settled) return;
           settled = true;
-          await m.ackAck({ timeout: apiTimeoutMs });
+          const to = (m as { reply?: unknown }).reply; // JsMsgImpl's subject for acks (not on the JsMsg interface)
+          if (typeof to === 'string' && to !== '') await ackConfirmed(nc, inbox, to, apiTimeoutMs);
+          else await m.ackAck({ timeout: apiTimeoutMs });
         },
         working: () => void (!settled && m.working()),
         nak: (delayMs) => once(() => m.nak(delayMs)),
@@ -206,7 +269,7 @@ function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
     request,
     serveCommands,
     async publishWork(order, opts): Promise<PublishAck> {
-      const ack = await js.publish(workSubject(opts.key ?? opts.msgId), JSON.stringify(order), { msgID: opts.msgId, timeout: apiTimeoutMs });
+      const ack = await publishAcked(workSubject(opts.key ?? opts.msgId), JSON.stringify(order), { msgId: opts.msgId });
       return { sequence: ack.seq, duplicate: ack.duplicate };
     },
     consumeWork,
@@ -214,7 +277,7 @@ function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
       const info = await jsm.consumers.info(defs.streams.work.name, defs.workers.durable_name);
       return { pending: info.num_pending, inFlight: info.num_ack_pending };
     },
-    publishEvent: (envelope, opts) => publishEvent(js, envelope, opts.tenant, apiTimeoutMs),
+    publishEvent: (envelope, opts) => publishEvent(publishAcked, envelope, opts.tenant),
     async subscribeEvents(opts, handler): Promise<EventSubscription> {
       return track(await subscribeEvents(js, defs.streams.events.name, opts, handler, log));
     },

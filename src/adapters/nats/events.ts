@@ -11,8 +11,11 @@ import {
 import type { Logger } from '../../ports/logger.js';
 import { cancellableDelay, defaultRetryDelayMs } from '../shared/catch-up-subscription.js';
 
-export async function publishEvent(js: JetStreamClient, envelope: EventEnvelope, tenant: string, timeoutMs: number): Promise<PublishAck> {
-  const ack = await js.publish(eventSubject(tenant, envelope), JSON.stringify(envelope), { msgID: envelope.id, timeout: timeoutMs });
+/** A JetStream publish with Nats-Msg-Id that resolves with the stream's ack (./reply-inbox.ts `publishStored`). */
+export type PublishStored = (subject: string, body: string, opts: { msgId: string }) => Promise<{ seq: number; duplicate: boolean }>;
+
+export async function publishEvent(publish: PublishStored, envelope: EventEnvelope, tenant: string): Promise<PublishAck> {
+  const ack = await publish(eventSubject(tenant, envelope), JSON.stringify(envelope), { msgId: envelope.id });
   return { sequence: ack.seq, duplicate: ack.duplicate };
 }
 

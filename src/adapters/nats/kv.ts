@@ -43,6 +43,7 @@ export async function connectNatsKv(options: NatsKvOptions): Promise<NatsKv> {
     name: `${options.name ?? 'ironclad'} (kv)`,
     maxReconnectAttempts: -1,
     timeout: timeoutMs,
+    noAsyncTraces: true, // no Error (with its stack) built for every KV call
   });
   const kvm = new Kvm(jetstream(nc, { timeout: timeoutMs }));
   const replicas = nc.info?.cluster ? 3 : 1;

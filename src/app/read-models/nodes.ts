@@ -29,6 +29,8 @@ export function createNodesReadModel(db: Database.Database) {
     ON CONFLICT(id) DO UPDATE SET name=excluded.name, owner=excluded.owner, provision_state=excluded.provision_state,
       resource_class=excluded.resource_class, maintenance=excluded.maintenance, has_pending=excluded.has_pending,
       deleted=excluded.deleted, step_id=excluded.step_id, deadline_at=excluded.deadline_at, state=excluded.state, position=excluded.position`);
+  // The volatile columns only: the name and candidates indexes are left alone when their columns did not change.
+  const update = db.prepare('UPDATE rm_nodes SET has_pending = ?, step_id = ?, deadline_at = ?, state = ?, position = ? WHERE id = ?');
   const withSteps = db.prepare('SELECT state FROM rm_nodes WHERE step_id IS NOT NULL AND deleted = 0');
   const withDeadlines = db.prepare('SELECT state FROM rm_nodes WHERE deadline_at IS NOT NULL AND deleted = 0');
   const allLive = db.prepare('SELECT state FROM rm_nodes WHERE deleted = 0 ORDER BY id');
@@ -40,6 +42,8 @@ export function createNodesReadModel(db: Database.Database) {
   const claimsDirty = new Set<string>();
   const cache = new Map<string, NodeState>();
   const CACHE_MAX = 20_000;
+  /** The state each node's row was last written from, by this process (a rolled-back batch clears it: clearCache). */
+  const written = new Map<string, NodeState>();
 
   function get(id: string): NodeState | null {
     const hit = cache.get(id);
@@ -50,11 +54,13 @@ export function createNodesReadModel(db: Database.Database) {
 
   /**
    * Folds one event into the cached state without writing the row: the projector folds a whole
-   * batch, then writes each changed node once (`write`), not once per event.
+   * batch, then writes each changed node once (`write`), not once per event. `handed` is the
+   * actor's state after this event (folded-states.ts): taken as it is when the state here is at
+   * the revision just before, folded otherwise. `prev` saves a lookup when the caller has it.
    */
-  function fold(e: StoredEvent, entityId: string): NodeState {
-    const prev = get(entityId) ?? initialNodeState(entityId);
-    const next = evolveNode(prev, e);
+  function fold(e: StoredEvent, entityId: string, handed?: NodeState, prev: NodeState | null = get(entityId)): NodeState {
+    prev ??= initialNodeState(entityId);
+    const next = handed !== undefined && handed.revision === e.revision && prev.revision === e.revision - 1 ? handed : evolveNode(prev, e);
     if (next.allocation !== prev.allocation) claimsDirty.add(entityId);
     cache.delete(entityId);
     cache.set(entityId, next);
@@ -62,15 +68,29 @@ export function createNodesReadModel(db: Database.Database) {
     return next;
   }
 
-  /** Writes a node's row from its state (inside the projector's transaction). */
+  /**
+   * Writes a node's row from its state (inside the projector's transaction). When the row was
+   * written from a state with the same name, owner, class, provision state, maintenance and
+   * deleted flag, only the volatile columns are updated (a power command changes none of those).
+   */
   function write(next: NodeState): void {
-    upsert.run({
-      id: next.id, name: next.name, owner: next.owner, provision_state: next.provision_state,
-      resource_class: next.resource_class, maintenance: next.maintenance ? 1 : 0,
-      has_pending: next.op || next.queue.length > 0 ? 1 : 0, deleted: next.deleted ? 1 : 0,
-      step_id: next.op?.step_id ?? null, deadline_at: next.op?.deadline_at ?? null,
-      state: JSON.stringify(next), position: next.position,
-    });
+    const was = written.get(next.id);
+    const hasPending = next.op || next.queue.length > 0 ? 1 : 0;
+    const state = JSON.stringify(next);
+    const same = was !== undefined && was.name === next.name && was.owner === next.owner && was.resource_class === next.resource_class &&
+      was.provision_state === next.provision_state && was.maintenance === next.maintenance && was.deleted === next.deleted;
+    if (!same || update.run(hasPending, next.op?.step_id ?? null, next.op?.deadline_at ?? null, state, next.position, next.id).changes !== 1) {
+      upsert.run({
+        id: next.id, name: next.name, owner: next.owner, provision_state: next.provision_state,
+        resource_class: next.resource_class, maintenance: next.maintenance ? 1 : 0,
+        has_pending: hasPending, deleted: next.deleted ? 1 : 0,
+        step_id: next.op?.step_id ?? null, deadline_at: next.op?.deadline_at ?? null,
+        state, position: next.position,
+      });
+    }
+    written.delete(next.id);
+    written.set(next.id, next);
+    if (written.size > CACHE_MAX) written.delete(written.keys().next().value!);
     if (claimsDirty.delete(next.id)) claimWrite(next);
   }
 
@@ -127,8 +147,10 @@ export function createNodesReadModel(db: Database.Database) {
       })),
     /** Nodes claimed by resources of `stackId` (any of its claims), in name order. */
     claimedBy: (stackId: string): NodeState[] => parse(claimsOfStackStmt.all(stackId)),
+    /** Forgets every folded and written state (a rebuild, or a batch whose transaction rolled back). */
     clearCache: (): void => {
       cache.clear();
+      written.clear();
       claimsDirty.clear();
     },
   };

@@ -36,9 +36,13 @@ export function createStacksReadModel(db: Database.Database) {
     return row ? (JSON.parse(row.state) as StackState) : null;
   }
 
-  /** Folds one event into the cached state; `write` stores each changed stack once per batch. */
-  function fold(e: StoredEvent, id: string): StackState {
-    const next = evolveStack(get(id) ?? initialStackState(id), e);
+  /**
+   * Folds one event into the cached state; `write` stores each changed stack once per batch.
+   * `handed`: the actor's state after this event, used when the state here is at the revision before.
+   */
+  function fold(e: StoredEvent, id: string, handed?: StackState): StackState {
+    const prev = get(id) ?? initialStackState(id);
+    const next = handed !== undefined && handed.revision === e.revision && prev.revision === e.revision - 1 ? handed : evolveStack(prev, e);
     cache.delete(id);
     cache.set(id, next);
     if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);

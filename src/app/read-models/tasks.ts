@@ -36,13 +36,18 @@ export function createTasksReadModel(db: Database.Database) {
   /**
    * Folds an event into the task it names, keeping the result in `batch` (tasks changed earlier in
    * the same projector batch, not written yet) instead of writing it: `writeBatch` then writes
-   * each changed task once. Returns the updated task (or null if none).
+   * each changed task once. Returns the updated task (or null if none). `active`: the entity's
+   * active tasks before this event (a node state's `tasks`, the same fold of the same events), so
+   * a task still running is not read back from its row.
    */
-  function fold(e: StoredEvent, entity: { resource_type: 'node' | 'stack'; resource_id: string; owner: string }, batch: TaskBatch): TaskRecord | null {
+  function fold(
+    e: StoredEvent, entity: { resource_type: 'node' | 'stack'; resource_id: string; owner: string }, batch: TaskBatch,
+    active?: Record<string, TaskRecord>,
+  ): TaskRecord | null {
     const id = taskIdOf(e);
     if (id === null) return null;
     const held = batch.get(id);
-    const before = held ? held.task : e.type === 'TaskCreated' ? null : get(id);
+    const before = held ? held.task : e.type === 'TaskCreated' ? null : (active?.[id] ?? get(id));
     const after = applyTaskEvent(before, e, entity);
     if (!after || after === before) return after;
     const delta = Number(isPending(after)) - Number(isPending(before));
