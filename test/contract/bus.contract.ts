@@ -196,10 +196,13 @@ export function busContract(name: string, factory: BusFactory): void {
           if (n === 1) {
             nakedAt = Date.now();
             d.nak(400);
-          } else void d.ack();
+            return undefined;
+          }
+          return d.ack();
         })));
         await bus().publishWork({ op: 'power' }, { msgId: randomUUID() });
         await waitFor(() => rec.all.length === 2, WAIT);
+        await waitFor(async () => { const b = await bus().workBacklog(); return b.pending + b.inFlight === 0; }, WAIT);
         expect(rec.all[1]!.d.deliveryCount).toBe(2);
         expect(rec.all[1]!.at - nakedAt).toBeGreaterThanOrEqual(350);
       });
@@ -235,9 +238,10 @@ export function busContract(name: string, factory: BusFactory): void {
 
       it('redelivers an order left unsettled after the ack wait', async () => {
         const rec = recorder();
-        keep(await bus().consumeWork(rec.handler('a', (d, n) => void (n > 1 && d.ack()))));
+        keep(await bus().consumeWork(rec.handler('a', (d, n) => (n > 1 ? d.ack() : undefined))));
         await bus().publishWork({ op: 'inspect' }, { msgId: randomUUID() });
         await waitFor(() => rec.all.length === 2, WAIT);
+        await waitFor(async () => { const b = await bus().workBacklog(); return b.pending + b.inFlight === 0; }, WAIT);
         expect(rec.all.map((r) => r.d.deliveryCount)).toEqual([1, 2]);
         expect(rec.all[1]!.at - rec.all[0]!.at).toBeGreaterThanOrEqual(TIMINGS.ackWaitMs * 0.9);
       });
