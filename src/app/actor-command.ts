@@ -26,8 +26,10 @@ export interface ActorCommandOutcome<S> {
   position: string | null;
 }
 
-interface EntityState {
+/** What every entity state (node, stack) has that commands rely on. */
+export interface EntityState {
   owner: string;
+  /** Active tasks (finished ones leave the actor state). */
   tasks: Record<string, TaskRecord>;
 }
 

@@ -8,6 +8,7 @@ import type { Principal } from '../../domain/principal.js';
 import { applyTaskEvent, type TaskRecord } from '../../domain/tasks.js';
 import type { EventStore } from '../../ports/event-store.js';
 import { streamName, type ActorRuntime } from '../../runtime/actor-runtime.js';
+import type { ActorCommandOutcome, EntityState } from '../actor-command.js';
 import type { EnrollInput, RequestMeta } from '../nodes/node-service.js';
 import type { EntityHandler } from './actor-host.js';
 import type { EntityKind } from './command-router.js';
@@ -16,19 +17,7 @@ import type { EntityKind } from './command-router.js';
 const LOOK_BACK = 200;
 
 /** The outcome both services return (CommandOutcome, StackCommandOutcome). */
-export interface EntityOutcome<S> {
-  state: S;
-  task: TaskRecord | null;
-  coalesced: boolean;
-  ignored: boolean;
-  position: string | null;
-}
-
-interface EntityState {
-  owner: string;
-  /** Active tasks (finished ones leave the actor state). */
-  tasks: Record<string, TaskRecord>;
-}
+export type EntityOutcome<S> = ActorCommandOutcome<S>;
 
 export function entityHandler<S extends EntityState, C>(deps: {
   kind: EntityKind;
