@@ -5,12 +5,9 @@
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { pino } from 'pino';
-import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { createNatsBus } from '../../src/adapters/nats/bus.js';
-import { NATS_DEFINITIONS } from '../../src/adapters/nats/definitions.js';
 import type { Bus } from '../../src/ports/bus.js';
-import { natsServerOrSkip, startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { deleteIroncladStreams, natsServerOrSkip, startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { busContract } from './bus.contract.js';
 
 if (natsServerOrSkip('bus contract (JetStream)')) {
@@ -37,10 +34,7 @@ if (natsServerOrSkip('bus contract (JetStream)')) {
       },
       async cleanup() {
         await Promise.all(clients.map((c) => c.close()));
-        const nc = await connect({ servers: server.url });
-        const jsm = await jetstreamManager(nc);
-        for (const s of Object.values(NATS_DEFINITIONS.streams)) await jsm.streams.delete(s.name).catch(() => false);
-        await nc.close();
+        await deleteIroncladStreams(server.url);
       },
     };
   });

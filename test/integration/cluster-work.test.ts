@@ -6,10 +6,7 @@
  */
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { createNatsBus } from '../../src/adapters/nats/bus.js';
-import { NATS_DEFINITIONS } from '../../src/adapters/nats/definitions.js';
 import type { Ownership, OwnershipListener } from '../../src/app/cluster/ownership.js';
 import { createWorkConsumer, type WorkConsumer } from '../../src/app/cluster/work-consumer.js';
 import { createWorkDispatcher, workMessageOf } from '../../src/app/cluster/work-dispatcher.js';
@@ -21,7 +18,7 @@ import { DriverError, type Driver, type StepOutcome } from '../../src/ports/driv
 import { createFakeClock } from '../support/fake-clock.js';
 import { createHarness, type Harness } from '../support/harness.js';
 import { STACK_ENV, testTemplate } from '../support/stack-api.js';
-import { natsServerOrSkip, startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { deleteIroncladStreams, natsServerOrSkip, startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { waitFor } from '../support/wait-for.js';
 
 const WAIT = { timeoutMs: 15_000 };
@@ -100,10 +97,7 @@ if (natsServerOrSkip('cluster work plane')) {
       await Promise.all(buses.splice(0).map((b) => b.close()));
       await h?.close();
       h = null;
-      const nc = await connect({ servers: server.url });
-      const jsm = await jetstreamManager(nc);
-      for (const s of Object.values(NATS_DEFINITIONS.streams)) await jsm.streams.delete(s.name).catch(() => false);
-      await nc.close();
+      await deleteIroncladStreams(server.url);
     });
 
     const bus = async (): Promise<Bus> => {

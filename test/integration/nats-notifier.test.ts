@@ -8,11 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { createMemoryEventStore } from '../../src/adapters/memory/event-store.js';
 import { createNatsBus } from '../../src/adapters/nats/bus.js';
-import { NATS_DEFINITIONS } from '../../src/adapters/nats/definitions.js';
 import { eventEnvelope } from '../../src/app/nodes/replay.js';
 import { createNotifier, type Notifier } from '../../src/app/notifications/notifier.js';
 import type { Ownership } from '../../src/app/cluster/ownership.js';
@@ -20,7 +17,7 @@ import { eventSubject, type Bus, type Notification } from '../../src/ports/bus.j
 import type { EventStore, StoredEvent } from '../../src/ports/event-store.js';
 import { envelope } from '../contract/bus.contract.js';
 import { createHarness, type Harness } from '../support/harness.js';
-import { natsServerOrSkip, startNatsServer, type NatsServer } from '../support/nats-server.js';
+import { deleteIroncladStreams, natsServerOrSkip, startNatsServer, type NatsServer } from '../support/nats-server.js';
 import { waitFor } from '../support/wait-for.js';
 
 const WAIT = { timeoutMs: 15_000 };
@@ -41,10 +38,7 @@ if (natsServerOrSkip('notifier over NATS')) {
       await Promise.all(readers.splice(0).map((r) => r.close()));
       await h?.close();
       h = null;
-      const nc = await connect({ servers: server.url });
-      const jsm = await jetstreamManager(nc);
-      for (const s of Object.values(NATS_DEFINITIONS.streams)) await jsm.streams.delete(s.name).catch(() => false);
-      await nc.close();
+      await deleteIroncladStreams(server.url);
     });
 
     const reader = async (): Promise<Bus> => {

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { NATS_DEFINITIONS } from '../../src/adapters/nats/definitions.js';
 import { freePort } from './server-process.js';
 import { waitFor } from './wait-for.js';
 
@@ -149,5 +150,16 @@ export async function startNatsServer(opts: { readyTimeoutMs?: number } = {}): P
         return stopped;
       },
     };
+  }
+}
+
+/** Deletes Ironclad's JetStream streams (and so their consumers): the next test starts from an empty broker. */
+export async function deleteIroncladStreams(url: string): Promise<void> {
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    for (const s of Object.values(NATS_DEFINITIONS.streams)) await jsm.streams.delete(s.name).catch(() => false);
+  } finally {
+    await nc.close();
   }
 }

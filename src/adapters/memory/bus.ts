@@ -7,6 +7,7 @@
  * behave like several processes on one server (closing a client is a process dying: its
  * unsettled work is redelivered to the others after the ack wait). Payloads cross as JSON text.
  */
+import { subscriptionSet } from '../shared/subscriptions.js';
 import type { Clock } from '../../ports/clock.js';
 import {
   assertCommandSubject, BusTimeoutError, replySubject, settlementFor, subjectMatches, eventSubject, workSubject, SUBJECT_ROOT,
@@ -84,18 +85,9 @@ export function createMemoryBroker(options: MemoryBrokerOptions = {}) {
   /** A client: what one process holds. */
   function connect(): Bus {
     let closed = false;
-    const owned = new Set<BusSubscription>();
+    const { track, closeAll } = subscriptionSet();
     const assertOpen = (): void => {
       if (closed) throw new Error('bus client is closed');
-    };
-    const track = <T extends BusSubscription>(s: T): T => {
-      owned.add(s);
-      const close = s.close.bind(s);
-      s.close = async () => {
-        owned.delete(s);
-        await close();
-      };
-      return s;
     };
 
     async function request(subject: string, payload: unknown, opts: RequestOptions): Promise<CommandReply> {
@@ -249,7 +241,7 @@ export function createMemoryBroker(options: MemoryBrokerOptions = {}) {
       async close() {
         if (closed) return;
         closed = true;
-        await Promise.all([...owned].map((s) => s.close()));
+        await closeAll();
       },
     };
   }

@@ -15,6 +15,7 @@
  * - Notifications: IRONCLAD_EVENTS (limits retention, duplicate window), see ./events.ts.
  * Streams and consumers come from deploy/nats/*.json and are set up idempotently at start.
  */
+import { subscriptionSet } from '../shared/subscriptions.js';
 import { connect, headers, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import {
@@ -96,17 +97,8 @@ async function streamExists(jsm: JetStreamManager, name: string): Promise<boolea
 
 function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, defs: ResolvedDefinitions, options: NatsBusOptions, apiTimeoutMs: number): Bus {
   const { log } = options;
-  const owned = new Set<BusSubscription>();
+  const { track, closeAll } = subscriptionSet();
   let closed = false;
-  const track = <T extends BusSubscription>(s: T): T => {
-    owned.add(s);
-    const close = s.close.bind(s);
-    s.close = async () => {
-      owned.delete(s);
-      await close();
-    };
-    return s;
-  };
   const ensuredCommandConsumers = new Map<string, Promise<unknown>>();
   const termTakesReason = serverAtLeast(nc.info?.version, 2, 11);
 
@@ -296,7 +288,7 @@ function natsBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
     async close() {
       if (closed) return;
       closed = true;
-      await Promise.all([...owned].map((s) => s.close().catch(() => undefined)));
+      await closeAll();
       await nc.drain().catch(() => nc.close());
     },
   };
